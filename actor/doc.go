@@ -1,0 +1,19 @@
+// Package actor is a tiny, typed runtime for goroutines that own their state.
+//
+// An [Actor] is one goroutine reading one typed mailbox. Everything the actor
+// owns is touched only by that goroutine, so it needs no locks; other
+// goroutines talk to it with [Actor.Send] (fire and forget, in order) or [Ask]
+// (request and reply). Every wait selects on the caller's context and on the
+// actor's exit, so no caller blocks forever on an actor that has stopped.
+//
+// Two helpers carry values out of an actor without ever blocking it:
+//
+//   - [Hub] fans values out to subscriber channels. It belongs to one owner
+//     goroutine; a subscriber that falls behind loses values, and the next
+//     value it does receive is stamped with how many it missed.
+//   - [Runner] calls a function for each posted value, in order, exactly once,
+//     on a goroutine of its own, with an unbounded queue in between.
+//
+// The package knows nothing about circuit breakers; package engine builds
+// them on top of it.
+package actor

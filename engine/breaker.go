@@ -1,0 +1,508 @@
+package engine
+
+import (
+	"context"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/nodus/circuitbreaker/actor"
+)
+
+// Breaker is a circuit breaker: one goroutine that owns a [Machine] and
+// serves admissions, reports and queries sent to it over channels.
+//
+// The common paths skip the round trip. The breaker's goroutine publishes
+// an immutable snapshot of its state after every change; a call in the
+// closed state is admitted, and a call in the open state rejected, by
+// reading that snapshot. Successes in the closed state are sent without
+// waiting; every outcome that can change the state (a failure, a slow call,
+// any probe) waits until the breaker has applied it. So when a call
+// returns, its outcome is visible to the same goroutine's next call, State
+// or Counts.
+//
+// A Breaker is safe for concurrent use. Close it when done with it (or
+// close the Engine it came from) to stop its goroutine.
+type Breaker struct {
+	name     string
+	clock    clock.Clock
+	mock     bool // the clock is driven by hand, so a snapshot can lag it
+	classify func(error) Outcome
+	slowAt   time.Duration
+	buf      int
+
+	snap     atomic.Pointer[snapshot]
+	rejected stripes // rejections decided from the snapshot
+	act      *actor.Actor[msg]
+	replies  sync.Pool      // of chan reply; see ask
+	onClose  func(*Breaker) // set by an Engine
+
+	// Owned by the breaker's goroutine.
+	m       *Machine
+	hub     *actor.Hub[Transition]
+	runner  *actor.Runner[Transition]
+	sink    func(Transition) // an Engine's feed
+	timer   *clock.Timer
+	timerAt time.Time
+	wakeID  uint64
+	final   Counts // the counts at exit, read after the goroutine is done
+}
+
+// snapshot is what the fast paths read. The breaker's goroutine replaces
+// it whole; nobody mutates one.
+type snapshot struct {
+	state State
+	gen   uint64
+	stop  bool       // the breaker is closed
+	err   *OpenError // the rejection for Open
+}
+
+type msgKind uint8
+
+const (
+	mAdmit msgKind = iota
+	mReport
+	mState
+	mCounts
+	mReset
+	mTrip
+	mIsolate
+	mSubscribe
+	mUnsubscribe
+	mWake
+)
+
+// msg is every message a breaker's goroutine handles.
+type msg struct {
+	kind    msgKind
+	permit  Permit
+	outcome Outcome
+	err     error
+	elapsed time.Duration
+	id      uint64 // timer wake-up or subscriber id
+	ctx     context.Context
+	reply   chan reply
+}
+
+type reply struct {
+	permit Permit
+	err    error
+	state  State
+	counts Counts
+	sub    <-chan Transition
+}
+
+// NewBreaker returns a running breaker with the given name and policies.
+// It returns a *ConfigError if cfg is invalid.
+func NewBreaker(name string, cfg Config) (*Breaker, error) {
+	b, err := newBreaker(name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.start()
+	return b, nil
+}
+
+// newBreaker builds a breaker without starting its goroutine.
+func newBreaker(name string, cfg Config) (*Breaker, error) {
+	m, err := NewMachine(name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg = m.cfg
+	b := &Breaker{
+		name:     name,
+		clock:    cfg.Clock,
+		classify: cfg.Classify,
+		slowAt:   cfg.SlowCallThreshold,
+		buf:      cfg.SubscriberBuffer,
+		m:        m,
+		hub:      actor.NewHub(func(t Transition, missed uint64) Transition { t.Missed = missed; return t }),
+	}
+	if b.clock == nil {
+		b.clock = clock.New()
+	} else {
+		_, b.mock = b.clock.(*clock.Mock)
+	}
+	if f := cfg.OnStateChange; f != nil {
+		b.runner = actor.NewRunner(func(t Transition) { f(t.Name, t.From, t.To) })
+	}
+	b.snap.Store(&snapshot{state: Closed, gen: m.gen})
+	return b, nil
+}
+
+func (b *Breaker) start() {
+	b.act = actor.Start(256, b.handle, b.exit)
+}
+
+// Name returns the breaker's name.
+func (b *Breaker) Name() string { return b.name }
+
+// Call runs fn if the circuit admits it and records its outcome. It is the
+// simplest entry point; Do adds a context.
+func (b *Breaker) Call(fn func() error) error {
+	_, err := execute(context.Background(), b, func(context.Context) (struct{}, error) { return struct{}{}, fn() })
+	return err
+}
+
+// Do runs fn if the circuit admits it, passing ctx through, and records its
+// outcome. It returns fn's error unchanged, an error matching ErrOpen if
+// the call was rejected, ErrClosed after Close, or ctx.Err() if ctx was
+// done before fn could start (fn is then not run). If fn panics, the
+// outcome is recorded as a failure and the panic continues.
+//
+// Most callers should use Do.
+func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
+	_, err := execute(ctx, b, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) })
+	return err
+}
+
+// Execute is Do for functions that return a value.
+func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
+	return execute(ctx, b, fn)
+}
+
+func execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (v T, err error) {
+	if err = ctx.Err(); err != nil {
+		return v, err
+	}
+	p, err := b.admit(ctx)
+	if err != nil {
+		return v, err
+	}
+	return run(ctx, b, p, fn)
+}
+
+// run calls fn under an admitted permit and reports the outcome, even if
+// fn panics (the panic then carries on up the stack).
+func run[T any](ctx context.Context, b *Breaker, p Permit, fn func(context.Context) (T, error)) (v T, err error) {
+	var start time.Time
+	if b.slowAt > 0 {
+		start = b.clock.Now()
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			b.finish(p, Failure, errPanicked, start)
+		}
+	}()
+	v, err = fn(ctx)
+	finished = true
+	b.finish(p, b.classify(err), err, start)
+	return v, err
+}
+
+// Result is what Async delivers: fn's value and error, or a rejection.
+type Result[T any] struct {
+	Value T
+	Err   error
+}
+
+// Async starts fn under the breaker and returns a channel that receives
+// exactly one Result. The channel is buffered, so nobody has to read it:
+// the goroutine running fn never blocks on it and never leaks. A rejected
+// call or a ctx already done delivers at once, without starting a
+// goroutine. A panic in fn is recorded as a failure and delivered as a
+// *PanicError instead of crashing the program.
+func Async[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) <-chan Result[T] {
+	ch := make(chan Result[T], 1)
+	if err := ctx.Err(); err != nil {
+		ch <- Result[T]{Err: err}
+		return ch
+	}
+	p, err := b.admit(ctx)
+	if err != nil {
+		ch <- Result[T]{Err: err}
+		return ch
+	}
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				ch <- Result[T]{Err: &PanicError{Value: r, Stack: debug.Stack()}}
+			}
+		}()
+		v, err := run(ctx, b, p, fn)
+		ch <- Result[T]{Value: v, Err: err}
+	}()
+	return ch
+}
+
+// Ticket is an admitted call of the two-step API: the caller runs the work
+// however it likes and reports how it went.
+type Ticket struct {
+	b     *Breaker
+	p     Permit
+	start time.Time
+	done  atomic.Bool
+}
+
+// Admit asks to run one call, for callers that cannot wrap their work in a
+// function (event loops, callbacks, streams). It returns an error matching
+// ErrOpen if the circuit refuses, ErrClosed after Close, or ctx.Err(). An
+// admitted call must be reported with Ticket.Report; a half-open probe
+// that never is gets reclaimed as a failure after Config.ProbeLease.
+func (b *Breaker) Admit(ctx context.Context) (*Ticket, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, err := b.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t := &Ticket{b: b, p: p}
+	if b.slowAt > 0 {
+		t.start = b.clock.Now()
+	}
+	return t, nil
+}
+
+// Report records the call's outcome, classified like the error of Do. Only
+// the first Report of a ticket counts; later ones, and Report on a nil
+// ticket, do nothing.
+func (t *Ticket) Report(err error) {
+	if t == nil || !t.done.CompareAndSwap(false, true) {
+		return
+	}
+	t.b.finish(t.p, t.b.classify(err), err, t.start)
+}
+
+// admit decides from the snapshot when it can, and asks the breaker's
+// goroutine otherwise (half-open, or an open period a hand-driven clock has
+// already run past).
+func (b *Breaker) admit(ctx context.Context) (Permit, error) {
+	s := b.snap.Load()
+	switch {
+	case s.stop:
+		return Permit{}, ErrClosed
+	case s.state == Closed:
+		return Permit{Gen: s.gen}, nil
+	case s.state == Open && !b.due(s):
+		b.rejected.add()
+		return Permit{}, s.err
+	}
+	r, err := b.ask(ctx, msg{kind: mAdmit})
+	if err != nil {
+		return Permit{}, err
+	}
+	return r.permit, r.err
+}
+
+// due reports whether an open snapshot is past its period by a hand-driven
+// clock. With real time the breaker's own timer ends the period; reading
+// the clock on every rejection would cost more than the rejection itself.
+func (b *Breaker) due(s *snapshot) bool {
+	return b.mock && !s.err.Until.IsZero() && !b.clock.Now().Before(s.err.Until)
+}
+
+// errPanicked stands in for the error of a call that panicked.
+var errPanicked = &PanicError{Value: "function panicked"}
+
+// finish reports an outcome. Only a closed-state success or ignored call
+// that is not slow goes without waiting: it cannot change the state.
+func (b *Breaker) finish(p Permit, o Outcome, err error, start time.Time) {
+	var elapsed time.Duration
+	if b.slowAt > 0 {
+		elapsed = b.clock.Since(start)
+	}
+	m := msg{kind: mReport, permit: p, outcome: o, err: err, elapsed: elapsed}
+	if p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) {
+		_ = b.act.Send(context.Background(), m)
+		return
+	}
+	_, _ = b.ask(context.Background(), m)
+}
+
+// ask sends a request and waits for the answer. Reply channels are
+// recycled, per breaker so that a breaker living in a testing/synctest
+// bubble never hands its channels to code outside it, and only after their
+// answer was received, so a recycled channel is always empty.
+func (b *Breaker) ask(ctx context.Context, m msg) (reply, error) {
+	ch, _ := b.replies.Get().(chan reply)
+	if ch == nil {
+		ch = make(chan reply, 1)
+	}
+	m.reply = ch
+	r, err := actor.Ask(ctx, b.act, m, ch)
+	if err != nil {
+		if err == actor.ErrStopped {
+			err = ErrClosed
+		}
+		return r, err
+	}
+	b.replies.Put(ch)
+	return r, nil
+}
+
+// State returns the circuit's state.
+func (b *Breaker) State() State {
+	s := b.snap.Load()
+	if s.state == Open && b.due(s) {
+		if r, err := b.ask(context.Background(), msg{kind: mState}); err == nil {
+			return r.state
+		}
+	}
+	return s.state
+}
+
+// Counts returns the breaker's counts, including every outcome reported
+// before the call.
+func (b *Breaker) Counts() Counts {
+	r, err := b.ask(context.Background(), msg{kind: mCounts})
+	if err != nil {
+		<-b.act.Done()
+		return b.final
+	}
+	return r.counts
+}
+
+// Reset closes the circuit and clears the consecutive and window counts
+// (the Python seed's reset()). Outcomes of calls admitted before it are
+// dropped as stale. It also ends an isolation.
+func (b *Breaker) Reset() { b.control(mReset) }
+
+// Trip opens the circuit now, unless it is open already; recovery then
+// follows as after any trip.
+func (b *Breaker) Trip() { b.control(mTrip) }
+
+// Isolate opens the circuit and holds it open until Reset.
+func (b *Breaker) Isolate() { b.control(mIsolate) }
+
+func (b *Breaker) control(k msgKind) { _, _ = b.ask(context.Background(), msg{kind: k}) }
+
+// Subscribe returns a channel that receives every later transition, in
+// order. It never blocks the breaker: if the channel's buffer
+// (Config.SubscriberBuffer) is full, transitions are dropped for this
+// subscriber and the next one it gets carries the number missed in
+// Transition.Missed. The channel is closed when ctx is done or the breaker
+// is closed.
+func (b *Breaker) Subscribe(ctx context.Context) <-chan Transition {
+	r, err := b.ask(ctx, msg{kind: mSubscribe, ctx: ctx})
+	if err != nil {
+		ch := make(chan Transition)
+		close(ch)
+		return ch
+	}
+	return r.sub
+}
+
+// Close stops the breaker's goroutine, closes its subscriptions, and waits
+// until OnStateChange has seen every transition. Calls after Close return
+// ErrClosed. Close is idempotent and always returns nil.
+func (b *Breaker) Close() error {
+	b.act.Stop()
+	if b.runner != nil {
+		b.runner.Close()
+	}
+	return nil
+}
+
+// handle runs on the breaker's goroutine for every message.
+func (b *Breaker) handle(m msg) {
+	now := b.clock.Now()
+	b.m.Reject(b.rejected.take())
+	var r reply
+	switch m.kind {
+	case mAdmit:
+		r.permit, r.err = b.m.Admit(now)
+	case mReport:
+		b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
+	case mState:
+		b.m.Advance(now)
+		r.state = b.m.State()
+	case mCounts:
+		b.m.Advance(now)
+		r.counts = b.m.Counts(now)
+	case mReset:
+		b.m.Reset(now)
+	case mTrip:
+		b.m.Trip(now)
+	case mIsolate:
+		b.m.Isolate(now)
+	case mSubscribe:
+		r.sub = b.hub.Subscribe(m.ctx, b.buf, func(id uint64) {
+			_ = b.act.Send(context.Background(), msg{kind: mUnsubscribe, id: id})
+		})
+	case mUnsubscribe:
+		b.hub.Unsubscribe(m.id)
+	case mWake:
+		if m.id != b.wakeID {
+			return // a timer that was replaced
+		}
+		b.timerAt = time.Time{}
+		b.m.Advance(now)
+	}
+	b.publish()
+	if m.reply != nil {
+		actor.Reply(m.reply, r)
+	}
+}
+
+// publish hands new transitions out, refreshes the snapshot, and keeps the
+// timer armed for the machine's next deadline. It runs before the reply,
+// so whoever caused a change sees it as soon as its call returns.
+func (b *Breaker) publish() {
+	for _, t := range b.m.TakeTransitions() {
+		b.hub.Publish(t)
+		if b.runner != nil {
+			b.runner.Post(t)
+		}
+		if b.sink != nil {
+			b.sink(t)
+		}
+	}
+	if s := b.snap.Load(); s.gen != b.m.Generation() {
+		ns := &snapshot{state: b.m.State(), gen: b.m.Generation()}
+		if ns.state != Closed {
+			ns.err = b.m.OpenError()
+		}
+		b.snap.Store(ns)
+	}
+	at, ok := b.m.Deadline()
+	if !ok || at.Equal(b.timerAt) {
+		return
+	}
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.wakeID++
+	id := b.wakeID
+	b.timerAt = at
+	b.timer = b.clock.AfterFunc(at.Sub(b.clock.Now()), func() {
+		_ = b.act.Send(context.Background(), msg{kind: mWake, id: id})
+	})
+}
+
+// exit runs on the breaker's goroutine when it stops.
+func (b *Breaker) exit() {
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.snap.Store(&snapshot{stop: true})
+	b.hub.Close()
+	b.m.Reject(b.rejected.take())
+	b.final = b.m.Counts(b.clock.Now())
+	if b.onClose != nil {
+		b.onClose(b)
+	}
+}
+
+// stripes is a counter spread over cache lines, so that many goroutines
+// rejecting calls at once do not fight over one.
+type stripes [8]struct {
+	n atomic.Uint64
+	_ [56]byte
+}
+
+func (s *stripes) add() { s[rand.Uint32()%uint32(len(s))].n.Add(1) }
+
+// take returns the count so far and starts again from zero.
+func (s *stripes) take() (n uint64) {
+	for i := range s {
+		n += s[i].n.Swap(0)
+	}
+	return n
+}

@@ -1,0 +1,522 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var errBoom = errors.New("boom")
+
+func fail() error    { return errBoom }
+func succeed() error { return nil }
+
+func newTestBreaker(t *testing.T, cfg Config) *Breaker {
+	t.Helper()
+	b, err := NewBreaker(t.Name(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// bubble runs f in a synctest bubble; the breaker's real clock is then
+// virtual and advances only when every goroutine in the bubble is blocked.
+func bubble(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	synctest.Test(t, f)
+}
+
+func TestSequentialConsistency(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 3})
+	for i := range 3 {
+		require.Equal(t, Closed, b.State(), "before failure %d", i+1)
+		require.ErrorIs(t, b.Call(fail), errBoom)
+		assert.Equal(t, uint64(i+1), b.Counts().ConsecutiveFailures)
+	}
+	require.Equal(t, Open, b.State())
+	ran := false
+	err := b.Call(func() error { ran = true; return nil })
+	require.ErrorIs(t, err, ErrOpen)
+	assert.False(t, ran, "fn must not run while open")
+
+	var oe *OpenError
+	require.ErrorAs(t, err, &oe)
+	assert.Equal(t, t.Name(), oe.Name)
+	assert.Equal(t, Open, oe.State)
+	assert.Equal(t, 60*time.Second, oe.RetryAfter)
+	assert.ErrorIs(t, oe.Cause, errBoom)
+
+	c := b.Counts()
+	assert.Equal(t, uint64(3), c.Failures)
+	assert.Equal(t, uint64(3), c.Requests)
+	assert.Equal(t, uint64(1), c.Rejected)
+	assert.Equal(t, uint64(1), c.Trips)
+}
+
+func TestSuccessesAreCountedBeforeTheNextCall(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 2})
+	for range 100 {
+		require.NoError(t, b.Call(succeed))
+	}
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	require.NoError(t, b.Call(succeed)) // breaks the run
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	assert.Equal(t, Closed, b.State())
+	c := b.Counts()
+	assert.Equal(t, uint64(101), c.Successes)
+	assert.Equal(t, uint64(1), c.ConsecutiveFailures)
+}
+
+func TestHalfOpenOnItsOwnTimer(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{FailureThreshold: 1, RecoveryTimeout: 10 * time.Second})
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		sub := b.Subscribe(ctx)
+		start := time.Now()
+		require.ErrorIs(t, b.Call(fail), errBoom)
+		tr := <-sub
+		assert.Equal(t, Open, tr.To)
+		assert.Equal(t, "1 consecutive failures", tr.Reason)
+		assert.Equal(t, start.Add(10*time.Second), tr.OpenUntil)
+
+		// No traffic at all: the breaker's timer moves it on.
+		tr = <-sub
+		assert.Equal(t, HalfOpen, tr.To)
+		assert.Equal(t, "recovery timeout elapsed", tr.Reason)
+		assert.Equal(t, 10*time.Second, time.Since(start))
+		assert.Equal(t, HalfOpen, b.State())
+	})
+}
+
+func TestMockClockAdvancePastRecovery(t *testing.T) {
+	mock := clock.NewMock()
+	b := newTestBreaker(t, Config{FailureThreshold: 1, RecoveryTimeout: time.Minute, Clock: mock})
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	require.Equal(t, Open, b.State())
+	mock.Add(59 * time.Second)
+	require.Equal(t, Open, b.State())
+	require.ErrorIs(t, b.Call(succeed), ErrOpen)
+	mock.Add(time.Second)
+	require.Equal(t, HalfOpen, b.State(), "visible as soon as Add returns")
+	require.NoError(t, b.Call(succeed))
+	require.Equal(t, Closed, b.State())
+}
+
+func TestHalfOpenProbeLimit(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{FailureThreshold: 1, RecoveryTimeout: time.Second, HalfOpenProbes: 2, SuccessThreshold: 2})
+		require.ErrorIs(t, b.Call(fail), errBoom)
+		time.Sleep(time.Second)
+		synctest.Wait()
+
+		release := make(chan struct{})
+		var running atomic.Int32
+		results := make([]<-chan Result[int], 2)
+		for i := range results {
+			results[i] = Async(t.Context(), b, func(context.Context) (int, error) {
+				running.Add(1)
+				<-release
+				return i, nil
+			})
+		}
+		synctest.Wait()
+		require.Equal(t, int32(2), running.Load())
+
+		err := b.Call(succeed)
+		var oe *OpenError
+		require.ErrorAs(t, err, &oe)
+		assert.Equal(t, HalfOpen, oe.State)
+		assert.Equal(t, 2, b.Counts().ProbesInFlight)
+
+		close(release)
+		for i, ch := range results {
+			r := <-ch
+			require.NoError(t, r.Err)
+			assert.Equal(t, i, r.Value)
+		}
+		assert.Equal(t, Closed, b.State())
+	})
+}
+
+func TestProbeFailureReopensWithBackoff(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{FailureThreshold: 1, RecoveryTimeout: time.Second, BackoffMultiplier: 2})
+		require.ErrorIs(t, b.Call(fail), errBoom)
+		for _, want := range []time.Duration{2 * time.Second, 4 * time.Second} {
+			time.Sleep(time.Until(b.snap.Load().err.Until))
+			synctest.Wait()
+			require.Equal(t, HalfOpen, b.State())
+			require.ErrorIs(t, b.Call(fail), errBoom)
+			var oe *OpenError
+			require.ErrorAs(t, b.Call(succeed), &oe)
+			assert.Equal(t, want, oe.RetryAfter)
+		}
+	})
+}
+
+func TestCanceledIsIgnoredAndFreesTheProbe(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{FailureThreshold: 1, RecoveryTimeout: time.Second})
+		require.ErrorIs(t, b.Call(fail), errBoom)
+		time.Sleep(time.Second)
+		synctest.Wait()
+
+		ctx, cancel := context.WithCancel(t.Context())
+		started := make(chan struct{})
+		done := make(chan error)
+		go func() {
+			done <- b.Do(ctx, func(ctx context.Context) error {
+				close(started)
+				<-ctx.Done()
+				return fmt.Errorf("upstream call: %w", ctx.Err())
+			})
+		}()
+		<-started
+		require.ErrorIs(t, b.Call(succeed), ErrOpen, "the only probe slot is taken")
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+		assert.Equal(t, HalfOpen, b.State(), "a cancelled probe gives no verdict")
+		c := b.Counts()
+		assert.Equal(t, uint64(1), c.Ignored)
+		assert.Equal(t, 0, c.ProbesInFlight)
+		require.NoError(t, b.Call(succeed), "the slot is free again")
+		assert.Equal(t, Closed, b.State())
+	})
+}
+
+func TestDoneContextDoesNotRun(t *testing.T) {
+	b := newTestBreaker(t, Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	ran := false
+	err := b.Do(ctx, func(context.Context) error { ran = true; return nil })
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, ran)
+	_, err = Execute(ctx, b, func(context.Context) (int, error) { ran = true; return 1, nil })
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = b.Admit(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	r := <-Async(ctx, b, func(context.Context) (int, error) { ran = true; return 1, nil })
+	require.ErrorIs(t, r.Err, context.Canceled)
+	assert.False(t, ran)
+	assert.Equal(t, uint64(0), b.Counts().Requests)
+}
+
+func TestPanicIsAFailureAndFreesTheSlot(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{FailureThreshold: 2, RecoveryTimeout: time.Second})
+		require.PanicsWithValue(t, "kaboom", func() { _ = b.Call(func() error { panic("kaboom") }) })
+		assert.Equal(t, uint64(1), b.Counts().Failures)
+		require.PanicsWithValue(t, "kaboom", func() {
+			_, _ = Execute(t.Context(), b, func(context.Context) (int, error) { panic("kaboom") })
+		})
+		require.Equal(t, Open, b.State())
+
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.Panics(t, func() { _ = b.Call(func() error { panic("again") }) })
+		require.Equal(t, Open, b.State(), "a panicking probe reopens the circuit")
+		assert.Equal(t, 0, b.Counts().ProbesInFlight)
+	})
+}
+
+func TestAsyncPanicIsDelivered(t *testing.T) {
+	b := newTestBreaker(t, Config{})
+	r := <-Async(t.Context(), b, func(context.Context) (int, error) { panic(errBoom) })
+	var pe *PanicError
+	require.ErrorAs(t, r.Err, &pe)
+	assert.ErrorIs(t, r.Err, errBoom)
+	assert.NotEmpty(t, pe.Stack)
+	assert.Equal(t, uint64(1), b.Counts().Failures)
+}
+
+func TestAsyncNobodyReads(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{})
+		for range 10 {
+			_ = Async(t.Context(), b, func(context.Context) (string, error) { return "unread", nil })
+		}
+		synctest.Wait() // every goroutine Async started has finished
+		assert.Equal(t, uint64(10), b.Counts().Successes)
+	})
+}
+
+func TestAsyncRejectedAtOnce(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 1})
+	b.Trip()
+	r := <-Async(t.Context(), b, func(context.Context) (int, error) { return 1, nil })
+	require.ErrorIs(t, r.Err, ErrOpen)
+}
+
+func TestStaleResultsAreDropped(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 1})
+	old, err := b.Admit(t.Context())
+	require.NoError(t, err)
+	b.Trip()
+	b.Reset()
+	require.Equal(t, Closed, b.State())
+	old.Report(errBoom) // admitted before the trip: must not trip the new closed period
+	assert.Equal(t, Closed, b.State())
+	c := b.Counts()
+	assert.Equal(t, uint64(1), c.Stale)
+	assert.Equal(t, uint64(0), c.Failures)
+}
+
+func TestTicketReportOnce(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 2})
+	tk, err := b.Admit(t.Context())
+	require.NoError(t, err)
+	tk.Report(errBoom)
+	tk.Report(errBoom)
+	tk.Report(nil)
+	c := b.Counts()
+	assert.Equal(t, uint64(1), c.Failures)
+	assert.Equal(t, uint64(1), c.Requests)
+	assert.Equal(t, Closed, b.State())
+	var nilTicket *Ticket
+	nilTicket.Report(errBoom) // no-op, no panic
+}
+
+func TestProbeLeaseReclaimsALostProbe(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{FailureThreshold: 1, RecoveryTimeout: time.Second, ProbeLease: 5 * time.Second})
+		b.Trip()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		lost, err := b.Admit(t.Context()) // the probe, never reported in time
+		require.NoError(t, err)
+		require.ErrorIs(t, b.Call(succeed), ErrOpen)
+
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, Open, b.State())
+		c := b.Counts()
+		assert.Equal(t, uint64(1), c.Reclaimed)
+		assert.Equal(t, uint64(1), c.Failures)
+
+		lost.Report(nil)
+		assert.Equal(t, Open, b.State(), "the late report is stale")
+		assert.Equal(t, uint64(1), b.Counts().Stale)
+
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.NoError(t, b.Call(succeed))
+		assert.Equal(t, Closed, b.State(), "half-open is never stuck")
+	})
+}
+
+func TestManualControl(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{RecoveryTimeout: time.Second})
+		b.Trip()
+		require.Equal(t, Open, b.State())
+		b.Reset()
+		require.Equal(t, Closed, b.State())
+
+		b.Isolate()
+		require.Equal(t, Open, b.State())
+		var oe *OpenError
+		require.ErrorAs(t, b.Call(succeed), &oe)
+		assert.True(t, oe.Isolated)
+		assert.True(t, oe.Until.IsZero())
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.Equal(t, Open, b.State(), "isolated stays open")
+		b.Reset()
+		require.Equal(t, Closed, b.State())
+		require.NoError(t, b.Call(succeed))
+	})
+}
+
+func TestResetForgetsFailures(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 3})
+	require.Error(t, b.Call(fail))
+	require.Error(t, b.Call(fail))
+	b.Reset()
+	assert.Equal(t, uint64(0), b.Counts().ConsecutiveFailures)
+	require.Error(t, b.Call(fail))
+	assert.Equal(t, Closed, b.State())
+}
+
+type retryErr struct{ d time.Duration }
+
+func (e retryErr) Error() string              { return "429 too many requests" }
+func (e retryErr) RetryAfter() time.Duration { return e.d }
+
+func TestRetryAfterOpensAtOnce(t *testing.T) {
+	mock := clock.NewMock()
+	b := newTestBreaker(t, Config{RecoveryTimeout: time.Second, Clock: mock})
+	err := b.Call(func() error { return fmt.Errorf("call: %w", retryErr{30 * time.Second}) })
+	var re retryErr
+	require.ErrorAs(t, err, &re, "the caller's error comes back unchanged")
+	require.Equal(t, Open, b.State())
+	mock.Add(29 * time.Second)
+	require.Equal(t, Open, b.State())
+	mock.Add(time.Second)
+	require.Equal(t, HalfOpen, b.State())
+}
+
+func TestSlowCallsTrip(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{
+			SlowCallThreshold:     time.Second,
+			SlowCallRateThreshold: 0.5,
+			WindowSize:            4,
+			MinimumCalls:          4,
+		})
+		slow := func(context.Context) error { time.Sleep(2 * time.Second); return nil }
+		fast := func(context.Context) error { return nil }
+		require.NoError(t, b.Do(t.Context(), fast))
+		require.NoError(t, b.Do(t.Context(), slow))
+		require.NoError(t, b.Do(t.Context(), fast))
+		require.Equal(t, Closed, b.State())
+		require.NoError(t, b.Do(t.Context(), slow))
+		require.Equal(t, Open, b.State())
+		c := b.Counts()
+		assert.Equal(t, uint64(2), c.SlowCalls)
+		assert.Equal(t, uint64(4), c.Successes)
+	})
+}
+
+func TestFailureRateTrips(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.5, WindowSize: 10, MinimumCalls: 10})
+	for i := range 10 {
+		if i%2 == 0 {
+			require.NoError(t, b.Call(succeed))
+		} else {
+			require.Error(t, b.Call(fail))
+		}
+	}
+	require.Equal(t, Open, b.State())
+	c := b.Counts()
+	assert.Equal(t, uint64(5), c.Successes)
+	assert.Equal(t, uint64(5), c.Failures)
+}
+
+func TestCustomClassify(t *testing.T) {
+	notFound := errors.New("not found")
+	b := newTestBreaker(t, Config{FailureThreshold: 1, Classify: func(err error) Outcome {
+		if errors.Is(err, notFound) {
+			return Success
+		}
+		return DefaultClassify(err)
+	}})
+	require.ErrorIs(t, b.Call(func() error { return notFound }), notFound)
+	assert.Equal(t, Closed, b.State())
+	assert.Equal(t, uint64(1), b.Counts().Successes)
+}
+
+func TestOnStateChange(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		type change struct{ from, to State }
+		got := make(chan change, 16)
+		gate := make(chan struct{})
+		var b *Breaker
+		b = newTestBreaker(t, Config{FailureThreshold: 1, RecoveryTimeout: time.Second,
+			OnStateChange: func(name string, from, to State) {
+				<-gate // a slow callback must hold up nobody
+				assert.Equal(t, t.Name(), name)
+				_ = b.State()  // no deadlock
+				_ = b.Counts() // no deadlock
+				got <- change{from, to}
+			}})
+		require.Error(t, b.Call(fail))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.NoError(t, b.Call(succeed))
+		b.Trip()
+		b.Reset()
+		require.Equal(t, Closed, b.State(), "callers went on while the callback was stuck")
+		close(gate)
+		want := []change{{Closed, Open}, {Open, HalfOpen}, {HalfOpen, Closed}, {Closed, Open}, {Open, Closed}}
+		for _, w := range want {
+			assert.Equal(t, w, <-got)
+		}
+		synctest.Wait()
+		assert.Empty(t, got, "exactly once each")
+	})
+}
+
+func TestSubscriberOverflowIsCounted(t *testing.T) {
+	b := newTestBreaker(t, Config{SubscriberBuffer: 2})
+	sub := b.Subscribe(t.Context())
+	for range 3 {
+		b.Trip()
+		b.Reset()
+	} // 6 transitions; the buffer keeps the first 2
+	first, second := <-sub, <-sub
+	assert.Equal(t, []uint64{1, 2}, []uint64{first.Seq, second.Seq})
+	b.Trip()
+	next := <-sub
+	assert.Equal(t, uint64(7), next.Seq)
+	assert.Equal(t, uint64(4), next.Missed)
+}
+
+func TestSubscriptionEndsWithContext(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{})
+		ctx, cancel := context.WithCancel(t.Context())
+		sub := b.Subscribe(ctx)
+		cancel()
+		_, ok := <-sub
+		assert.False(t, ok, "cancelling the context closes the channel")
+
+		done, stop := context.WithCancel(t.Context())
+		stop()
+		_, ok = <-b.Subscribe(done)
+		assert.False(t, ok)
+	})
+}
+
+func TestClose(t *testing.T) {
+	b, err := NewBreaker("c", Config{})
+	require.NoError(t, err)
+	sub := b.Subscribe(t.Context())
+	require.NoError(t, b.Call(succeed))
+	require.NoError(t, b.Close())
+	require.NoError(t, b.Close(), "idempotent")
+	_, ok := <-sub
+	assert.False(t, ok)
+	require.ErrorIs(t, b.Call(succeed), ErrClosed)
+	_, err = b.Admit(t.Context())
+	require.ErrorIs(t, err, ErrClosed)
+	r := <-Async(t.Context(), b, func(context.Context) (int, error) { return 0, nil })
+	require.ErrorIs(t, r.Err, ErrClosed)
+	assert.Equal(t, uint64(1), b.Counts().Successes, "counts survive Close")
+	b.Trip() // no-op, no block
+	_, ok = <-b.Subscribe(t.Context())
+	assert.False(t, ok)
+}
+
+func TestCloseWhileCallInFlight(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b, err := NewBreaker("c", Config{})
+		require.NoError(t, err)
+		release := make(chan struct{})
+		done := make(chan error)
+		go func() { done <- b.Call(func() error { <-release; return errBoom }) }()
+		synctest.Wait()
+		require.NoError(t, b.Close())
+		close(release)
+		require.ErrorIs(t, <-done, errBoom, "the report after Close neither blocks nor panics")
+	})
+}
+
+func TestBadConfig(t *testing.T) {
+	_, err := NewBreaker("x", Config{FailureThreshold: -1})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	require.EqualError(t, err, "engine: FailureThreshold must be >= 0, got -1")
+	_, err = NewBreaker("x", Config{FailureRateThreshold: 1.5})
+	require.EqualError(t, err, "engine: FailureRateThreshold must be in [0, 1], got 1.5")
+	_, err = New(Config{HalfOpenProbes: -2})
+	require.EqualError(t, err, "engine: HalfOpenProbes must be >= 0, got -2")
+}

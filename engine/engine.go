@@ -1,0 +1,193 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nodus/circuitbreaker/actor"
+)
+
+// Engine hosts many named breakers: one per upstream host, tenant or model.
+// Breakers are created on first use with the engine's default Config, or
+// up front with their own; every breaker's transitions are also published
+// on the engine's own stream.
+//
+// Looking up an existing breaker reads a concurrent map and never waits;
+// creating, closing and subscribing go through the engine's goroutine, so
+// they never race with each other.
+type Engine struct {
+	defaults Config
+	breakers sync.Map // name -> *Breaker
+	act      *actor.Actor[engineMsg]
+	dropped  atomic.Uint64 // transitions lost on the way in
+
+	// Owned by the engine's goroutine.
+	hub *actor.Hub[Transition]
+}
+
+type engineKind uint8
+
+const (
+	eCreate engineKind = iota
+	eTransition
+	eSubscribe
+	eUnsubscribe
+)
+
+type engineMsg struct {
+	kind   engineKind
+	name   string
+	cfg    Config
+	custom bool // cfg given by the caller: a duplicate is an error
+	t      Transition
+	id     uint64
+	ctx    context.Context
+	reply  chan engineReply
+}
+
+type engineReply struct {
+	b   *Breaker
+	err error
+	sub <-chan Transition
+}
+
+// New returns a running engine whose breakers default to defaults. It
+// returns a *ConfigError if defaults is invalid.
+func New(defaults Config) (*Engine, error) {
+	if err := defaults.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		defaults: defaults,
+		hub:      actor.NewHub(func(t Transition, missed uint64) Transition { t.Missed += missed; return t }),
+	}
+	e.act = actor.Start(1024, e.handle, e.exit)
+	return e, nil
+}
+
+// Breaker returns the breaker with the given name, creating it with the
+// engine's defaults if there is none. After Close it returns a closed
+// breaker, whose calls fail with ErrClosed.
+func (e *Engine) Breaker(name string) *Breaker {
+	if b, ok := e.breakers.Load(name); ok {
+		return b.(*Breaker)
+	}
+	b, err := e.create(name, e.defaults, false)
+	if err != nil {
+		// The defaults were validated by New, so only a closed engine
+		// gets here.
+		b, _ = NewBreaker(name, e.defaults)
+		_ = b.Close()
+	}
+	return b
+}
+
+// Lookup returns the breaker with the given name, if there is one.
+func (e *Engine) Lookup(name string) (*Breaker, bool) {
+	b, ok := e.breakers.Load(name)
+	if !ok {
+		return nil, false
+	}
+	return b.(*Breaker), true
+}
+
+// NewBreaker creates a breaker with its own Config. It returns an error
+// matching ErrDuplicate if the name is taken, a *ConfigError if cfg is
+// invalid, or ErrClosed after Close.
+func (e *Engine) NewBreaker(name string, cfg Config) (*Breaker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return e.create(name, cfg, true)
+}
+
+func (e *Engine) create(name string, cfg Config, custom bool) (*Breaker, error) {
+	ch := make(chan engineReply, 1)
+	r, err := actor.Ask(context.Background(), e.act, engineMsg{kind: eCreate, name: name, cfg: cfg, custom: custom, reply: ch}, ch)
+	if err != nil {
+		return nil, ErrClosed
+	}
+	return r.b, r.err
+}
+
+// Subscribe returns a channel that receives the transitions of every
+// breaker in the engine, each breaker's in order. Like Breaker.Subscribe it
+// never blocks a breaker, reports what it missed in Transition.Missed, and
+// is closed when ctx is done or the engine is closed.
+func (e *Engine) Subscribe(ctx context.Context) <-chan Transition {
+	ch := make(chan engineReply, 1)
+	r, err := actor.Ask(ctx, e.act, engineMsg{kind: eSubscribe, ctx: ctx, reply: ch}, ch)
+	if err != nil {
+		c := make(chan Transition)
+		close(c)
+		return c
+	}
+	return r.sub
+}
+
+// Close closes every breaker and the engine's subscriptions, and waits for
+// all their goroutines to exit. It is idempotent and returns nil.
+func (e *Engine) Close() error {
+	e.act.Stop()
+	return nil
+}
+
+func (e *Engine) handle(m engineMsg) {
+	switch m.kind {
+	case eCreate:
+		var r engineReply
+		if b, ok := e.breakers.Load(m.name); ok {
+			r.b = b.(*Breaker)
+			if m.custom {
+				r.b, r.err = nil, ErrDuplicate
+			}
+		} else {
+			r.b, r.err = e.add(m.name, m.cfg)
+		}
+		actor.Reply(m.reply, r)
+	case eTransition:
+		m.t.Missed = e.dropped.Swap(0)
+		e.hub.Publish(m.t)
+	case eSubscribe:
+		actor.Reply(m.reply, engineReply{sub: e.hub.Subscribe(m.ctx, e.defaultsBuffer(), func(id uint64) {
+			_ = e.act.Send(context.Background(), engineMsg{kind: eUnsubscribe, id: id})
+		})})
+	case eUnsubscribe:
+		e.hub.Unsubscribe(m.id)
+	}
+}
+
+func (e *Engine) defaultsBuffer() int {
+	if e.defaults.SubscriberBuffer > 0 {
+		return e.defaults.SubscriberBuffer
+	}
+	return 256
+}
+
+func (e *Engine) add(name string, cfg Config) (*Breaker, error) {
+	b, err := newBreaker(name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// A breaker never waits on the engine: a transition that finds the
+	// mailbox full is counted and reported as missed.
+	b.sink = func(t Transition) {
+		if !e.act.TrySend(engineMsg{kind: eTransition, t: t}) {
+			e.dropped.Add(1)
+		}
+	}
+	b.onClose = func(b *Breaker) { e.breakers.CompareAndDelete(b.name, b) }
+	e.breakers.Store(name, b)
+	b.start()
+	return b, nil
+}
+
+// exit closes every breaker, then the engine's subscriptions.
+func (e *Engine) exit() {
+	e.breakers.Range(func(_, v any) bool {
+		_ = v.(*Breaker).Close()
+		return true
+	})
+	e.hub.Close()
+}

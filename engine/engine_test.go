@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func newTestEngine(t *testing.T, defaults Config) *Engine {
+	t.Helper()
+	e, err := New(defaults)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
+func TestEngineGetOrCreate(t *testing.T) {
+	e := newTestEngine(t, Config{FailureThreshold: 2})
+	a := e.Breaker("a")
+	require.Same(t, a, e.Breaker("a"))
+	assert.Equal(t, "a", a.Name())
+	got, ok := e.Lookup("a")
+	require.True(t, ok)
+	require.Same(t, a, got)
+	_, ok = e.Lookup("b")
+	assert.False(t, ok)
+
+	require.Error(t, a.Call(fail))
+	require.Error(t, a.Call(fail))
+	assert.Equal(t, Open, a.State(), "the defaults apply")
+	assert.Equal(t, Closed, e.Breaker("b").State(), "breakers are independent")
+}
+
+func TestEngineConcurrentGetOrCreate(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	const n = 16
+	got := make([]*Breaker, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { got[i] = e.Breaker("shared") })
+	}
+	wg.Wait()
+	for _, b := range got {
+		require.Same(t, got[0], b)
+	}
+}
+
+func TestEngineNewBreaker(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	b, err := e.NewBreaker("custom", Config{FailureThreshold: 1})
+	require.NoError(t, err)
+	require.Same(t, b, e.Breaker("custom"))
+	require.Error(t, b.Call(fail))
+	assert.Equal(t, Open, b.State(), "its own config applies")
+
+	_, err = e.NewBreaker("custom", Config{})
+	require.ErrorIs(t, err, ErrDuplicate)
+	_, err = e.NewBreaker("bad", Config{FailureThreshold: -1})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	_, ok := e.Lookup("bad")
+	assert.False(t, ok)
+}
+
+func TestEngineSubscribe(t *testing.T) {
+	e := newTestEngine(t, Config{FailureThreshold: 1})
+	sub := e.Subscribe(t.Context())
+	e.Breaker("a").Trip()
+	e.Breaker("b").Trip()
+	e.Breaker("a").Reset()
+	var got []string
+	for range 3 {
+		tr := <-sub
+		got = append(got, fmt.Sprintf("%s:%s>%s#%d", tr.Name, tr.From, tr.To, tr.Seq))
+	}
+	assert.ElementsMatch(t, []string{"a:closed>open#1", "b:closed>open#1", "a:open>closed#2"}, got)
+	assert.Less(t, indexOf(got, "a:closed>open#1"), indexOf(got, "a:open>closed#2"), "each breaker's in order")
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestEngineClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, err := New(Config{})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		sub := e.Subscribe(ctx)
+		bs := []*Breaker{e.Breaker("a"), e.Breaker("b")}
+		require.NoError(t, e.Close())
+		require.NoError(t, e.Close(), "idempotent")
+		synctest.Wait() // nothing left running in the bubble but this test
+		_, ok := <-sub
+		assert.False(t, ok)
+		for _, b := range bs {
+			require.ErrorIs(t, b.Call(succeed), ErrClosed)
+		}
+		require.ErrorIs(t, e.Breaker("late").Call(succeed), ErrClosed)
+		_, err = e.NewBreaker("late", Config{})
+		require.ErrorIs(t, err, ErrClosed)
+		_, ok = <-e.Subscribe(t.Context())
+		assert.False(t, ok)
+	})
+}
+
+func TestEngineForgetsAClosedBreaker(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	a := e.Breaker("a")
+	require.NoError(t, a.Close())
+	b := e.Breaker("a")
+	require.NotSame(t, a, b)
+	require.NoError(t, b.Call(succeed))
+}
+
+func TestEngineSubscriberMissed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newTestEngine(t, Config{SubscriberBuffer: 1})
+		sub := e.Subscribe(t.Context())
+		b := e.Breaker("a")
+		b.Trip()
+		b.Reset()
+		b.Trip()
+		synctest.Wait() // the engine has fanned out all three; only #1 fit
+		assert.Equal(t, uint64(1), (<-sub).Seq)
+		b.Reset()
+		tr := <-sub
+		assert.Equal(t, uint64(4), tr.Seq)
+		assert.Equal(t, uint64(2), tr.Missed)
+	})
+}

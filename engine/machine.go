@@ -1,0 +1,383 @@
+package engine
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// Permit is an admission: the generation of the state the call was admitted
+// in, and the probe's id in half-open (0 otherwise). A report whose
+// generation is no longer current is stale and changes nothing.
+type Permit struct {
+	Gen   uint64
+	Probe uint64
+}
+
+type lease struct {
+	id       uint64
+	deadline time.Time
+}
+
+// Machine is the circuit breaker's state machine with every policy, and
+// nothing else: no goroutines, no channels, no clock. Time is an argument
+// of every method, so the same inputs always give the same outputs. A
+// [Breaker] drives one from its goroutine; simulations and tests can drive
+// one directly.
+//
+// Machine is not safe for concurrent use.
+type Machine struct {
+	name string
+	cfg  Config
+
+	state     State
+	gen       uint64
+	isolated  bool
+	openUntil time.Time
+	openFor   time.Duration
+	cause     error
+	streak    int // consecutive open periods since the circuit last closed
+
+	c       Counts // totals and runs; window figures are filled in by Counts
+	win     *window
+	probes  []lease
+	probeID uint64
+	wins    int // probe successes in this half-open period
+
+	rng    *rand.Rand
+	seq    uint64
+	events []Transition
+}
+
+// NewMachine returns a closed machine for a breaker of the given name.
+func NewMachine(name string, cfg Config) (*Machine, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	return &Machine{
+		name: name,
+		cfg:  cfg,
+		gen:  1,
+		win:  newWindow(cfg),
+		rng:  rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)),
+	}, nil
+}
+
+// State returns the current state. It does not apply timeouts; call
+// Advance first for that.
+func (m *Machine) State() State { return m.state }
+
+// Generation identifies the current state; it changes with every
+// transition, reset and isolation.
+func (m *Machine) Generation() uint64 { return m.gen }
+
+// Isolated reports whether the circuit is held open until Reset.
+func (m *Machine) Isolated() bool { return m.isolated }
+
+// OpenUntil is when the open circuit lets a probe through (zero unless
+// open and not isolated).
+func (m *Machine) OpenUntil() time.Time { return m.openUntil }
+
+// Counts returns the counts, with the window figures as of now.
+func (m *Machine) Counts(now time.Time) Counts {
+	c := m.c
+	c.Requests = c.Successes + c.Failures + c.Ignored
+	c.ProbesInFlight = len(m.probes)
+	if m.win != nil {
+		c.WindowCalls, c.WindowFailures, c.WindowSlowCalls = m.win.totals(now)
+		if c.WindowCalls > 0 {
+			c.FailureRate = float64(c.WindowFailures) / float64(c.WindowCalls)
+			c.SlowCallRate = float64(c.WindowSlowCalls) / float64(c.WindowCalls)
+		}
+	}
+	return c
+}
+
+// Admit decides whether a call may run now. It returns a Permit to pass to
+// Report, or an *OpenError.
+func (m *Machine) Admit(now time.Time) (Permit, error) {
+	m.Advance(now)
+	switch m.state {
+	case Closed:
+		return Permit{Gen: m.gen}, nil
+	case HalfOpen:
+		if len(m.probes) < m.cfg.HalfOpenProbes {
+			m.probeID++
+			m.probes = append(m.probes, lease{id: m.probeID, deadline: now.Add(m.cfg.ProbeLease)})
+			return Permit{Gen: m.gen, Probe: m.probeID}, nil
+		}
+	}
+	m.c.Rejected++
+	return Permit{}, m.OpenError()
+}
+
+// OpenError returns the error a call rejected in the current state gets.
+// It is meaningful only when the state is not Closed.
+func (m *Machine) OpenError() *OpenError {
+	return &OpenError{
+		Name:       m.name,
+		State:      m.state,
+		Until:      m.openUntil,
+		RetryAfter: m.openFor,
+		Isolated:   m.isolated,
+		Cause:      m.cause,
+	}
+}
+
+// Reject counts n calls rejected without asking Admit (a Breaker rejects
+// from a snapshot of the open state and adds them up here).
+func (m *Machine) Reject(n uint64) { m.c.Rejected += n }
+
+// Slow reports whether a call that took elapsed counts as slow.
+func (m *Machine) Slow(elapsed time.Duration) bool {
+	return m.cfg.SlowCallThreshold > 0 && elapsed >= m.cfg.SlowCallThreshold
+}
+
+// Report applies the outcome of an admitted call: o is how it counts, err
+// the error it returned (read for a Retry-After hint and kept as the cause
+// if it opens the circuit), elapsed how long it ran. It returns false, and
+// changes nothing but the Stale count, when the report is stale: the state
+// changed since the call was admitted, or the probe's lease expired.
+func (m *Machine) Report(now time.Time, p Permit, o Outcome, err error, elapsed time.Duration) bool {
+	m.Advance(now)
+	if p.Gen != m.gen {
+		m.c.Stale++
+		return false
+	}
+	if p.Probe != 0 {
+		i := slices.IndexFunc(m.probes, func(l lease) bool { return l.id == p.Probe })
+		if i < 0 {
+			m.c.Stale++
+			return false
+		}
+		m.probes = slices.Delete(m.probes, i, i+1)
+	}
+	slow := o != Ignored && m.Slow(elapsed)
+	switch o {
+	case Ignored:
+		m.c.Ignored++
+		return true
+	case Success:
+		m.c.Successes++
+		m.c.ConsecutiveSuccesses++
+		m.c.ConsecutiveFailures = 0
+	default:
+		o = Failure
+		m.c.Failures++
+		m.c.ConsecutiveFailures++
+		m.c.ConsecutiveSuccesses = 0
+	}
+	if slow {
+		m.c.SlowCalls++
+	}
+	switch m.state {
+	case Closed:
+		if m.win != nil {
+			m.win.add(now, o == Failure, slow)
+		}
+		if o == Failure || slow {
+			m.checkTrip(now, o, err)
+		}
+	case HalfOpen:
+		m.probeVerdict(now, o, err, slow, elapsed)
+	}
+	return true
+}
+
+func (m *Machine) probeVerdict(now time.Time, o Outcome, err error, slow bool, elapsed time.Duration) {
+	switch {
+	case o == Failure:
+		ra := m.retryAfter(err)
+		reason := "probe failed"
+		if ra > 0 {
+			reason = fmt.Sprintf("probe failed, retry-after %s from upstream", ra)
+		}
+		m.trip(now, reason, err, ra)
+	case slow:
+		m.trip(now, fmt.Sprintf("probe slow (%s >= %s)", elapsed, m.cfg.SlowCallThreshold), nil, 0)
+	default:
+		m.wins++
+		if m.wins >= m.cfg.SuccessThreshold {
+			reason := "probe succeeded"
+			if m.wins > 1 {
+				reason = fmt.Sprintf("%d probes succeeded", m.wins)
+			}
+			m.transition(now, Closed, reason)
+		}
+	}
+}
+
+func (m *Machine) retryAfter(err error) time.Duration {
+	return min(retryAfter(err), m.cfg.MaxRecoveryTimeout)
+}
+
+func (m *Machine) checkTrip(now time.Time, o Outcome, err error) {
+	if o == Failure {
+		if ra := m.retryAfter(err); ra > 0 {
+			m.trip(now, fmt.Sprintf("retry-after %s from upstream", ra), err, ra)
+			return
+		}
+	}
+	if t := m.cfg.FailureThreshold; t > 0 && m.c.ConsecutiveFailures >= uint64(t) {
+		m.trip(now, fmt.Sprintf("%d consecutive failures", m.c.ConsecutiveFailures), err, 0)
+		return
+	}
+	if m.win != nil {
+		calls, fails, slow := m.win.totals(now)
+		if calls >= uint64(m.cfg.MinimumCalls) && calls > 0 {
+			fr, sr := float64(fails)/float64(calls), float64(slow)/float64(calls)
+			if t := m.cfg.FailureRateThreshold; t > 0 && fr >= t {
+				m.trip(now, fmt.Sprintf("failure rate %s >= %s over %d calls", pct(fr), pct(t), calls), err, 0)
+				return
+			}
+			if t := m.cfg.SlowCallRateThreshold; m.cfg.SlowCallThreshold > 0 && sr >= t {
+				m.trip(now, fmt.Sprintf("slow-call rate %s >= %s over %d calls", pct(sr), pct(t), calls), err, 0)
+				return
+			}
+		}
+	}
+	if m.cfg.ShouldTrip != nil && m.cfg.ShouldTrip(m.Counts(now)) {
+		m.trip(now, "ShouldTrip returned true", err, 0)
+	}
+}
+
+func pct(x float64) string { return fmt.Sprintf("%.0f%%", x*100) }
+
+// Advance applies what time alone does: an open circuit whose period is
+// over turns half-open, and a probe whose lease has expired is counted as a
+// failure, which opens the circuit again.
+func (m *Machine) Advance(now time.Time) {
+	if m.state == Open && !m.isolated && !now.Before(m.openUntil) {
+		m.transition(now, HalfOpen, "recovery timeout elapsed")
+	}
+	if m.state == HalfOpen {
+		for _, l := range m.probes {
+			if !now.Before(l.deadline) {
+				m.c.Reclaimed++
+				m.c.Failures++
+				m.c.ConsecutiveFailures++
+				m.c.ConsecutiveSuccesses = 0
+				m.trip(now, fmt.Sprintf("probe lease expired after %s", m.cfg.ProbeLease), nil, 0)
+				return
+			}
+		}
+	}
+}
+
+// Deadline returns the next time at which Advance would change something,
+// if there is one: the end of the open period, or the earliest probe lease.
+func (m *Machine) Deadline() (time.Time, bool) {
+	switch {
+	case m.state == Open && !m.isolated:
+		return m.openUntil, true
+	case m.state == HalfOpen && len(m.probes) > 0:
+		d := m.probes[0].deadline
+		for _, l := range m.probes[1:] {
+			if l.deadline.Before(d) {
+				d = l.deadline
+			}
+		}
+		return d, true
+	}
+	return time.Time{}, false
+}
+
+// Trip opens the circuit now, unless it is open already; recovery then
+// follows as after any trip.
+func (m *Machine) Trip(now time.Time) {
+	m.Advance(now)
+	if m.state != Open {
+		m.trip(now, "manual trip", nil, 0)
+	}
+}
+
+// Isolate opens the circuit and holds it open until Reset.
+func (m *Machine) Isolate(now time.Time) {
+	m.Advance(now)
+	m.isolated = true
+	m.openUntil, m.openFor = time.Time{}, 0
+	if m.state != Open {
+		m.c.Trips++
+		m.transition(now, Open, "isolated")
+		return
+	}
+	m.gen++
+}
+
+// Reset closes the circuit and forgets the consecutive and window counts;
+// calls admitted before it become stale.
+func (m *Machine) Reset(now time.Time) {
+	m.Advance(now)
+	if m.state != Closed {
+		m.transition(now, Closed, "manual reset")
+		return
+	}
+	m.gen++
+	m.restart()
+}
+
+func (m *Machine) trip(now time.Time, reason string, cause error, ra time.Duration) {
+	m.streak++
+	d := m.cfg.openPeriod(m.streak)
+	if j := m.cfg.Jitter; j > 0 {
+		d = time.Duration(float64(d) * (1 + j*(2*m.rng.Float64()-1)))
+		d = min(d, m.cfg.MaxRecoveryTimeout)
+	}
+	d = max(d, ra)
+	m.openFor, m.openUntil = d, now.Add(d)
+	m.cause = cause
+	m.c.Trips++
+	m.transition(now, Open, reason)
+}
+
+// restart clears what a closed period accumulates.
+func (m *Machine) restart() {
+	m.c.ConsecutiveFailures, m.c.ConsecutiveSuccesses = 0, 0
+	if m.win != nil {
+		m.win.reset()
+	}
+}
+
+func (m *Machine) transition(now time.Time, to State, reason string) {
+	from := m.state
+	m.state = to
+	m.gen++
+	m.probes = m.probes[:0]
+	m.wins = 0
+	switch to {
+	case Closed:
+		m.streak = 0
+		m.isolated = false
+		m.cause = nil
+		m.openUntil, m.openFor = time.Time{}, 0
+		m.restart()
+	case HalfOpen:
+		m.openUntil = time.Time{}
+	}
+	m.seq++
+	m.events = append(m.events, Transition{
+		Name:      m.name,
+		From:      from,
+		To:        to,
+		At:        now,
+		Reason:    reason,
+		OpenUntil: m.openUntil,
+		Counts:    m.Counts(now),
+		Seq:       m.seq,
+	})
+}
+
+// TakeTransitions returns the transitions since the last call, oldest
+// first. The slice is reused: it is valid until the next call of any
+// other method.
+func (m *Machine) TakeTransitions() []Transition {
+	t := m.events
+	m.events = m.events[:0]
+	return t
+}

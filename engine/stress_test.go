@@ -1,0 +1,129 @@
+package engine
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestStress hammers one breaker from many goroutines with random outcomes,
+// cancellations and panics, on real time, and checks the invariants that
+// must hold whatever the interleaving.
+func TestStress(t *testing.T) {
+	const (
+		workers = 48
+		calls   = 400
+		probes  = 3
+	)
+	type change struct{ from, to State }
+	var callbacks []change // only the runner goroutine appends; read after Close
+	b, err := NewBreaker("stress", Config{
+		FailureThreshold: 4,
+		RecoveryTimeout:  200 * time.Microsecond,
+		HalfOpenProbes:   probes,
+		SuccessThreshold: 2,
+		SubscriberBuffer: 1 << 16,
+		OnStateChange:    func(_ string, from, to State) { callbacks = append(callbacks, change{from, to}) },
+	})
+	require.NoError(t, err)
+	sub := b.Subscribe(t.Context())
+
+	var (
+		admitted, rejected, canceledBefore atomic.Uint64
+		probesNow, probesMax               atomic.Int64
+	)
+	legal := map[change]bool{
+		{Closed, Open}: true, {Open, HalfOpen}: true, {HalfOpen, Open}: true, {HalfOpen, Closed}: true,
+		{Open, Closed}: true, // Reset
+	}
+
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for range calls {
+				ctx, cancel := context.WithCancel(context.Background())
+				if rng.IntN(20) == 0 {
+					cancel()
+				}
+				if w == 0 && rng.IntN(50) == 0 {
+					b.Trip()
+				}
+				if w == 1 && rng.IntN(50) == 0 {
+					b.Reset()
+				}
+				if ctx.Err() != nil {
+					canceledBefore.Add(1)
+					assert.ErrorIs(t, b.Do(ctx, func(context.Context) error { panic("ran") }), context.Canceled)
+					cancel()
+					continue
+				}
+				p, err := b.admit(ctx)
+				if err != nil {
+					assert.ErrorIs(t, err, ErrOpen)
+					rejected.Add(1)
+					cancel()
+					continue
+				}
+				admitted.Add(1)
+				if p.Probe != 0 {
+					n := probesNow.Add(1)
+					for m := probesMax.Load(); n > m && !probesMax.CompareAndSwap(m, n); m = probesMax.Load() {
+					}
+				}
+				roll := rng.IntN(100)
+				func() {
+					defer func() { _ = recover() }()
+					_, _ = run(ctx, b, p, func(ctx context.Context) (int, error) {
+						if p.Probe != 0 {
+							defer probesNow.Add(-1)
+						}
+						switch {
+						case roll < 3:
+							panic("boom")
+						case roll < 8:
+							cancel()
+							return 0, ctx.Err()
+						case roll < 40:
+							return 0, errBoom
+						}
+						return roll, nil
+					})
+				}()
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	c := b.Counts()
+	require.NoError(t, b.Close())
+
+	assert.LessOrEqual(t, probesMax.Load(), int64(probes), "never more probes at once than allowed")
+	assert.Equal(t, admitted.Load(), c.Successes+c.Failures+c.Ignored+c.Stale-c.Reclaimed, "every admitted call is accounted once")
+	assert.Equal(t, rejected.Load(), c.Rejected)
+	assert.Equal(t, uint64(workers*calls), admitted.Load()+rejected.Load()+canceledBefore.Load())
+	assert.Positive(t, c.Trips, "the run must exercise the open state")
+
+	var seen []change
+	var last uint64
+	for tr := range sub {
+		require.Zero(t, tr.Missed)
+		require.Equal(t, last+1, tr.Seq, "no gaps, no reordering")
+		last = tr.Seq
+		ch := change{tr.From, tr.To}
+		require.True(t, legal[ch], "illegal edge %v", ch)
+		if len(seen) > 0 {
+			require.Equal(t, seen[len(seen)-1].to, tr.From)
+		}
+		seen = append(seen, ch)
+	}
+	assert.Equal(t, seen, callbacks, "OnStateChange saw the same transitions, in the same order")
+	assert.Greater(t, len(seen), 3)
+	t.Logf("%d transitions, counts %+v", len(seen), c)
+}

@@ -1,0 +1,99 @@
+package engine
+
+import "time"
+
+// window is the sliding window behind the rate policies: either the last N
+// calls (a ring of outcome flags) or the calls of the last duration (a ring
+// of time buckets).
+type window struct {
+	// count-based
+	ring              []uint8
+	pos               int
+	calls, fails, slw uint64
+	// time-based
+	buckets []bucket
+	width   int64 // nanoseconds per bucket
+}
+
+type bucket struct {
+	idx               int64 // the bucket's start, in widths since the epoch
+	calls, fails, slw uint64
+}
+
+const (
+	flagCall uint8 = 1 << iota
+	flagFail
+	flagSlow
+)
+
+func newWindow(c Config) *window {
+	if c.WindowDuration > 0 {
+		return &window{
+			buckets: make([]bucket, c.WindowBuckets),
+			width:   int64(c.WindowDuration) / int64(c.WindowBuckets),
+		}
+	}
+	if c.WindowSize > 0 {
+		return &window{ring: make([]uint8, c.WindowSize)}
+	}
+	return nil
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (w *window) add(now time.Time, fail, slow bool) {
+	if w.buckets != nil {
+		idx := now.UnixNano() / w.width
+		b := &w.buckets[int(uint64(idx)%uint64(len(w.buckets)))]
+		if b.idx != idx {
+			*b = bucket{idx: idx}
+		}
+		b.calls++
+		b.fails += b2u(fail)
+		b.slw += b2u(slow)
+		return
+	}
+	old := w.ring[w.pos]
+	w.calls -= uint64(old & flagCall)
+	w.fails -= b2u(old&flagFail != 0)
+	w.slw -= b2u(old&flagSlow != 0)
+	f := flagCall
+	if fail {
+		f |= flagFail
+	}
+	if slow {
+		f |= flagSlow
+	}
+	w.ring[w.pos] = f
+	w.pos = (w.pos + 1) % len(w.ring)
+	w.calls++
+	w.fails += b2u(fail)
+	w.slw += b2u(slow)
+}
+
+// totals returns the calls, failures and slow calls in the window at now.
+func (w *window) totals(now time.Time) (calls, fails, slow uint64) {
+	if w.buckets == nil {
+		return w.calls, w.fails, w.slw
+	}
+	cur := now.UnixNano() / w.width
+	for _, b := range w.buckets {
+		if b.idx > cur-int64(len(w.buckets)) && b.idx <= cur {
+			calls += b.calls
+			fails += b.fails
+			slow += b.slw
+		}
+	}
+	return calls, fails, slow
+}
+
+func (w *window) reset() {
+	clear(w.ring)
+	clear(w.buckets)
+	w.pos, w.calls, w.fails, w.slw = 0, 0, 0, 0
+}
