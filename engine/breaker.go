@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
@@ -33,6 +34,7 @@ type Breaker struct {
 	mock     bool // the clock is driven by hand, so a snapshot can lag it
 	classify func(error) Outcome
 	slowAt   time.Duration
+	tally    bool // quiet outcomes go to the snapshot's tallies
 	buf      int
 
 	snap     atomic.Pointer[snapshot]
@@ -53,12 +55,29 @@ type Breaker struct {
 }
 
 // snapshot is what the fast paths read. The breaker's goroutine replaces
-// it whole; nobody mutates one.
+// it whole with every new generation, and nobody else writes one, but for
+// its two tallies: callers admitted under it add their closed-state
+// successes and ignored outcomes there instead of sending a message, and
+// the breaker's goroutine folds the tallies into the machine before every
+// message it handles. When it replaces the snapshot it takes what is left
+// and marks the tallies retired (negative), so a caller that adds later
+// learns that its report is stale and sends it as a message.
 type snapshot struct {
 	state State
 	gen   uint64
 	stop  bool       // the breaker is closed
 	err   *OpenError // the rejection for Open
+
+	successes, ignored atomic.Int64
+}
+
+const retired = math.MinInt64
+
+// pass is an admission: the machine's permit and, for a call admitted from
+// the snapshot, the snapshot it was admitted under.
+type pass struct {
+	Permit
+	snap *snapshot
 }
 
 type msgKind uint8
@@ -119,6 +138,7 @@ func newBreaker(name string, cfg Config) (*Breaker, error) {
 		clock:    cfg.Clock,
 		classify: cfg.Classify,
 		slowAt:   cfg.SlowCallThreshold,
+		tally:    cfg.WindowDuration == 0,
 		buf:      cfg.SubscriberBuffer,
 		m:        m,
 		hub:      actor.NewHub(func(t Transition, missed uint64) Transition { t.Missed = missed; return t }),
@@ -179,7 +199,7 @@ func execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 
 // run calls fn under an admitted permit and reports the outcome, even if
 // fn panics (the panic then carries on up the stack).
-func run[T any](ctx context.Context, b *Breaker, p Permit, fn func(context.Context) (T, error)) (v T, err error) {
+func run[T any](ctx context.Context, b *Breaker, p pass, fn func(context.Context) (T, error)) (v T, err error) {
 	var start time.Time
 	if b.slowAt > 0 {
 		start = b.clock.Now()
@@ -235,7 +255,7 @@ func Async[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, 
 // however it likes and reports how it went.
 type Ticket struct {
 	b     *Breaker
-	p     Permit
+	p     pass
 	start time.Time
 	done  atomic.Bool
 }
@@ -246,18 +266,24 @@ type Ticket struct {
 // admitted call must be reported with Ticket.Report; a half-open probe
 // that never is gets reclaimed as a failure after Config.ProbeLease.
 func (b *Breaker) Admit(ctx context.Context) (*Ticket, error) {
-	if err := ctx.Err(); err != nil {
+	// Small enough to inline, so a ticket that does not outlive its
+	// caller stays on the caller's stack.
+	t := new(Ticket)
+	if err := b.admitTicket(ctx, t); err != nil {
 		return nil, err
-	}
-	p, err := b.admit(ctx)
-	if err != nil {
-		return nil, err
-	}
-	t := &Ticket{b: b, p: p}
-	if b.slowAt > 0 {
-		t.start = b.clock.Now()
 	}
 	return t, nil
+}
+
+func (b *Breaker) admitTicket(ctx context.Context, t *Ticket) (err error) {
+	t.b = b
+	if err = ctx.Err(); err != nil {
+		return err
+	}
+	if t.p, err = b.admit(ctx); err == nil && b.slowAt > 0 {
+		t.start = b.clock.Now()
+	}
+	return err
 }
 
 // Report records the call's outcome, classified like the error of Do. Only
@@ -273,22 +299,22 @@ func (t *Ticket) Report(err error) {
 // admit decides from the snapshot when it can, and asks the breaker's
 // goroutine otherwise (half-open, or an open period a hand-driven clock has
 // already run past).
-func (b *Breaker) admit(ctx context.Context) (Permit, error) {
+func (b *Breaker) admit(ctx context.Context) (pass, error) {
 	s := b.snap.Load()
 	switch {
 	case s.stop:
-		return Permit{}, ErrClosed
+		return pass{}, ErrClosed
 	case s.state == Closed:
-		return Permit{Gen: s.gen}, nil
+		return pass{Permit{Gen: s.gen}, s}, nil
 	case s.state == Open && !b.due(s):
 		b.rejected.add()
-		return Permit{}, s.err
+		return pass{}, s.err
 	}
 	r, err := b.ask(ctx, msg{kind: mAdmit})
 	if err != nil {
-		return Permit{}, err
+		return pass{}, err
 	}
-	return r.permit, r.err
+	return pass{Permit: r.permit}, r.err
 }
 
 // due reports whether an open snapshot is past its period by a hand-driven
@@ -301,15 +327,27 @@ func (b *Breaker) due(s *snapshot) bool {
 // errPanicked stands in for the error of a call that panicked.
 var errPanicked = &PanicError{Value: "function panicked"}
 
-// finish reports an outcome. Only a closed-state success or ignored call
-// that is not slow goes without waiting: it cannot change the state.
-func (b *Breaker) finish(p Permit, o Outcome, err error, start time.Time) {
+// finish reports an outcome. A closed-state success or ignored call that
+// is not slow cannot change the state, so it does not wait: it is added to
+// the snapshot's tally or, with a time-based window (whose buckets need to
+// know when), queued as a message. Everything else waits until applied.
+func (b *Breaker) finish(p pass, o Outcome, err error, start time.Time) {
 	var elapsed time.Duration
 	if b.slowAt > 0 {
 		elapsed = b.clock.Since(start)
 	}
-	m := msg{kind: mReport, permit: p, outcome: o, err: err, elapsed: elapsed}
-	if p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) {
+	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt)
+	if quiet && p.snap != nil && b.tally {
+		tally := &p.snap.successes
+		if o == Ignored {
+			tally = &p.snap.ignored
+		}
+		if tally.Add(1) > 0 {
+			return
+		}
+	}
+	m := msg{kind: mReport, permit: p.Permit, outcome: o, err: err, elapsed: elapsed}
+	if quiet {
 		_ = b.act.Send(context.Background(), m)
 		return
 	}
@@ -403,7 +441,7 @@ func (b *Breaker) Close() error {
 // handle runs on the breaker's goroutine for every message.
 func (b *Breaker) handle(m msg) {
 	now := b.clock.Now()
-	b.m.Reject(b.rejected.take())
+	b.fold(now, b.snap.Load(), 0)
 	var r reply
 	switch m.kind {
 	case mAdmit:
@@ -460,6 +498,7 @@ func (b *Breaker) publish() {
 			ns.err = b.m.OpenError()
 		}
 		b.snap.Store(ns)
+		b.fold(b.clock.Now(), s, retired)
 	}
 	at, ok := b.m.Deadline()
 	if !ok || at.Equal(b.timerAt) {
@@ -481,12 +520,28 @@ func (b *Breaker) exit() {
 	if b.timer != nil {
 		b.timer.Stop()
 	}
-	b.snap.Store(&snapshot{stop: true})
+	now := b.clock.Now()
+	b.fold(now, b.snap.Load(), 0)
+	old := b.snap.Swap(&snapshot{stop: true})
+	b.fold(now, old, retired)
 	b.hub.Close()
-	b.m.Reject(b.rejected.take())
-	b.final = b.m.Counts(b.clock.Now())
+	b.final = b.m.Counts(now)
 	if b.onClose != nil {
 		b.onClose(b)
+	}
+}
+
+// fold moves what callers added to s's tallies, and the rejections
+// counted since the last fold, into the machine, leaving next in the
+// tallies (0, or retired when s is being replaced).
+func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
+	b.m.Reject(b.rejected.take())
+	p := Permit{Gen: s.gen}
+	if n := s.successes.Swap(next); n > 0 {
+		b.m.ReportN(now, p, Success, uint64(n))
+	}
+	if n := s.ignored.Swap(next); n > 0 {
+		b.m.ReportN(now, p, Ignored, uint64(n))
 	}
 }
 

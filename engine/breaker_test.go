@@ -349,7 +349,7 @@ func TestResetForgetsFailures(t *testing.T) {
 
 type retryErr struct{ d time.Duration }
 
-func (e retryErr) Error() string              { return "429 too many requests" }
+func (e retryErr) Error() string             { return "429 too many requests" }
 func (e retryErr) RetryAfter() time.Duration { return e.d }
 
 func TestRetryAfterOpensAtOnce(t *testing.T) {
@@ -519,4 +519,19 @@ func TestBadConfig(t *testing.T) {
 	require.EqualError(t, err, "engine: FailureRateThreshold must be in [0, 1], got 1.5")
 	_, err = New(Config{HalfOpenProbes: -2})
 	require.EqualError(t, err, "engine: HalfOpenProbes must be >= 0, got -2")
+}
+
+func TestStaleSuccessAfterRetirement(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 2})
+	before, err := b.Admit(t.Context())
+	require.NoError(t, err)
+	require.Error(t, b.Call(fail))
+	b.Reset() // a new generation: the run of failures is forgotten
+	require.Error(t, b.Call(fail))
+	before.Report(nil) // admitted before the reset: must not break the new run
+	require.Error(t, b.Call(fail))
+	assert.Equal(t, Open, b.State())
+	c := b.Counts()
+	assert.Equal(t, uint64(1), c.Stale)
+	assert.Equal(t, uint64(0), c.Successes)
 }

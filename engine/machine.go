@@ -190,6 +190,30 @@ func (m *Machine) Report(now time.Time, p Permit, o Outcome, err error, elapsed 
 	return true
 }
 
+// ReportN applies n outcomes of kind o (Success or Ignored) of calls that
+// were admitted with p in the closed state and were not slow, as n calls
+// of Report would. A Breaker uses it to fold in outcomes that callers
+// tallied without sending a message. It returns false when the reports
+// are stale.
+func (m *Machine) ReportN(now time.Time, p Permit, o Outcome, n uint64) bool {
+	m.Advance(now)
+	if p.Gen != m.gen || p.Probe != 0 || m.state != Closed {
+		m.c.Stale += n
+		return false
+	}
+	if o == Ignored {
+		m.c.Ignored += n
+		return true
+	}
+	m.c.Successes += n
+	m.c.ConsecutiveSuccesses += n
+	m.c.ConsecutiveFailures = 0
+	if m.win != nil {
+		m.win.addSuccesses(now, n)
+	}
+	return true
+}
+
 func (m *Machine) probeVerdict(now time.Time, o Outcome, err error, slow bool, elapsed time.Duration) {
 	switch {
 	case o == Failure:

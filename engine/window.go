@@ -46,13 +46,20 @@ func b2u(b bool) uint64 {
 	return 0
 }
 
+// bucket returns now's bucket of a time-based window, emptied if it last
+// held an older period.
+func (w *window) bucket(now time.Time) *bucket {
+	idx := now.UnixNano() / w.width
+	b := &w.buckets[int(uint64(idx)%uint64(len(w.buckets)))]
+	if b.idx != idx {
+		*b = bucket{idx: idx}
+	}
+	return b
+}
+
 func (w *window) add(now time.Time, fail, slow bool) {
 	if w.buckets != nil {
-		idx := now.UnixNano() / w.width
-		b := &w.buckets[int(uint64(idx)%uint64(len(w.buckets)))]
-		if b.idx != idx {
-			*b = bucket{idx: idx}
-		}
+		b := w.bucket(now)
 		b.calls++
 		b.fails += b2u(fail)
 		b.slw += b2u(slow)
@@ -74,6 +81,18 @@ func (w *window) add(now time.Time, fail, slow bool) {
 	w.calls++
 	w.fails += b2u(fail)
 	w.slw += b2u(slow)
+}
+
+// addSuccesses adds n calls that neither failed nor were slow.
+func (w *window) addSuccesses(now time.Time, n uint64) {
+	if w.buckets != nil {
+		w.bucket(now).calls += n
+		return
+	}
+	// More successes than the ring holds leave nothing else in it.
+	for range min(n, uint64(len(w.ring))) {
+		w.add(now, false, false)
+	}
 }
 
 // totals returns the calls, failures and slow calls in the window at now.
