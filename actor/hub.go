@@ -1,6 +1,9 @@
 package actor
 
-import "context"
+import (
+	"context"
+	"slices"
+)
 
 // Hub fans values out to subscriber channels. It belongs to one owner
 // goroutine: every method must be called from that goroutine (typically an
@@ -54,7 +57,7 @@ func (h *Hub[T]) Unsubscribe(id uint64) {
 		if s.id == id {
 			s.release()
 			close(s.ch)
-			h.subs = append(h.subs[:i], h.subs[i+1:]...)
+			h.subs = slices.Delete(h.subs, i, i+1)
 			return
 		}
 	}

@@ -1,6 +1,9 @@
 package actor
 
-import "sync/atomic"
+import (
+	"runtime"
+	"sync/atomic"
+)
 
 // Runner calls a function for every posted value, in the order posted,
 // exactly once each, on a goroutine of its own. Post never blocks and never
@@ -54,7 +57,12 @@ func (r *Runner[T]) run() {
 		select {
 		case <-r.wake:
 		case <-r.stop:
-			r.drain()
+			// A producer caught between its swap and its link hides the
+			// values linked after it, which may have been posted before
+			// Close; wait for it to finish linking.
+			for r.drain(); r.head != r.tail.Load(); r.drain() {
+				runtime.Gosched()
+			}
 			return
 		}
 	}

@@ -70,3 +70,12 @@ func BenchmarkCallTenPercentFailuresParallel(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkAsyncClosed(b *testing.B) {
+	br := benchBreaker(b, Config{})
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	for b.Loop() {
+		<-Async(ctx, br, fn)
+	}
+}

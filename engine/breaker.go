@@ -3,11 +3,11 @@ package engine
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/benbjohnson/clock"
 
@@ -38,7 +38,7 @@ type Breaker struct {
 	buf      int
 
 	snap     atomic.Pointer[snapshot]
-	rejected stripes // rejections decided from the snapshot
+	rejected *stripes // rejections decided from the snapshot; made on first trip
 	act      *actor.Actor[msg]
 	replies  sync.Pool      // of chan reply; see ask
 	onClose  func(*Breaker) // set by an Engine
@@ -66,9 +66,11 @@ type snapshot struct {
 	state State
 	gen   uint64
 	stop  bool       // the breaker is closed
-	err   *OpenError // the rejection for Open
+	err   *OpenError // the rejection for Open and HalfOpen
+	rej   *stripes   // where rejections decided from it are counted
 
 	successes, ignored atomic.Int64
+	full               atomic.Bool // HalfOpen with every probe slot taken
 }
 
 const retired = math.MinInt64
@@ -306,8 +308,8 @@ func (b *Breaker) admit(ctx context.Context) (pass, error) {
 		return pass{}, ErrClosed
 	case s.state == Closed:
 		return pass{Permit{Gen: s.gen}, s}, nil
-	case s.state == Open && !b.due(s):
-		b.rejected.add()
+	case s.state == Open && !b.due(s), s.state == HalfOpen && s.full.Load():
+		s.rej.add()
 		return pass{}, s.err
 	}
 	r, err := b.ask(ctx, msg{kind: mAdmit})
@@ -495,11 +497,17 @@ func (b *Breaker) publish() {
 	if s := b.snap.Load(); s.gen != b.m.Generation() {
 		ns := &snapshot{state: b.m.State(), gen: b.m.Generation()}
 		if ns.state != Closed {
-			ns.err = b.m.OpenError()
+			if b.rejected == nil {
+				b.rejected = new(stripes)
+			}
+			ns.err, ns.rej = b.m.OpenError(), b.rejected
 		}
 		b.snap.Store(ns)
 		b.fold(b.clock.Now(), s, retired)
 	}
+	// Exact probe limits need the breaker's goroutine to hand out slots,
+	// but once they are all taken, callers can be turned away without it.
+	b.snap.Load().full.Store(b.m.ProbesFull())
 	at, ok := b.m.Deadline()
 	if !ok || at.Equal(b.timerAt) {
 		return
@@ -535,7 +543,9 @@ func (b *Breaker) exit() {
 // counted since the last fold, into the machine, leaving next in the
 // tallies (0, or retired when s is being replaced).
 func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
-	b.m.Reject(b.rejected.take())
+	if b.rejected != nil {
+		b.m.Reject(b.rejected.take())
+	}
 	p := Permit{Gen: s.gen}
 	if n := s.successes.Swap(next); n > 0 {
 		b.m.ReportN(now, p, Success, uint64(n))
@@ -552,7 +562,14 @@ type stripes [8]struct {
 	_ [56]byte
 }
 
-func (s *stripes) add() { s[rand.Uint32()%uint32(len(s))].n.Add(1) }
+func (s *stripes) add() {
+	var here byte
+	// The address of a local variable is a cheap, goroutine-stable hash:
+	// each goroutine keeps hitting the same stripe, so stripes stay in the
+	// cache of the core that runs it.
+	i := uintptr(unsafe.Pointer(&here)) >> 13 % uintptr(len(s))
+	s[i].n.Add(1)
+}
 
 // take returns the count so far and starts again from zero.
 func (s *stripes) take() (n uint64) {

@@ -80,6 +80,12 @@ func (m *Machine) Generation() uint64 { return m.gen }
 // Isolated reports whether the circuit is held open until Reset.
 func (m *Machine) Isolated() bool { return m.isolated }
 
+// ProbesFull reports whether the circuit is half-open with every probe
+// slot taken, so that Admit would reject.
+func (m *Machine) ProbesFull() bool {
+	return m.state == HalfOpen && len(m.probes) >= m.cfg.HalfOpenProbes
+}
+
 // OpenUntil is when the open circuit lets a probe through (zero unless
 // open and not isolated).
 func (m *Machine) OpenUntil() time.Time { return m.openUntil }

@@ -1,0 +1,502 @@
+package actor
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// goid returns the id of the calling goroutine. Tests use it only to check
+// which goroutine ran a callback.
+func goid() uint64 {
+	var buf [64]byte
+	n := runtime.Stack(buf[:], false)
+	// "goroutine 123 [running]:\n..."
+	f := strings.Fields(string(buf[:n]))
+	id, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		panic("goid: cannot parse " + string(buf[:n]))
+	}
+	return id
+}
+
+// req is a request answered through Ask / Reply.
+type req struct {
+	n     int
+	reply chan int
+}
+
+// blockedActor starts an int actor with a mailbox of size whose handler
+// records each message and then waits on gate. It sends first and waits
+// until the actor is stuck handling it, so the mailbox is empty and size
+// more messages fill it. Must be called inside a synctest bubble.
+func blockedActor(t *testing.T, size int, first int, exit func()) (a *Actor[int], handled *[]int, gate chan struct{}) {
+	t.Helper()
+	gate = make(chan struct{})
+	handled = new([]int)
+	a = Start(size, func(m int) {
+		*handled = append(*handled, m)
+		<-gate
+	}, exit)
+	require.NoError(t, a.Send(t.Context(), first))
+	synctest.Wait() // the actor is blocked on gate inside handle(first)
+	return a, handled, gate
+}
+
+func TestSendHandledInSendOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var got []int
+		a := Start(4, func(m int) { got = append(got, m) }, nil)
+		const n = 1000
+		for i := range n {
+			require.NoError(t, a.Send(t.Context(), i))
+		}
+		synctest.Wait() // mailbox drained, actor idle
+		a.Stop()
+
+		want := make([]int, n)
+		for i := range want {
+			want[i] = i
+		}
+		assert.Equal(t, want, got)
+	})
+}
+
+func TestSendOrderKeptPerSender(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const senders, perSender = 8, 200
+		type msg struct{ from, seq int }
+		var got []msg
+		a := Start(2, func(m msg) { got = append(got, m) }, nil)
+
+		var wg sync.WaitGroup
+		for s := range senders {
+			wg.Go(func() {
+				for i := range perSender {
+					assert.NoError(t, a.Send(t.Context(), msg{s, i}))
+				}
+			})
+		}
+		wg.Wait()
+		synctest.Wait()
+		a.Stop()
+
+		require.Len(t, got, senders*perSender)
+		next := make([]int, senders)
+		for _, m := range got {
+			require.Equalf(t, next[m.from], m.seq, "sender %d out of order", m.from)
+			next[m.from]++
+		}
+	})
+}
+
+func TestSendAfterStopReturnsErrStopped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		handled := 0
+		a := Start(8, func(int) { handled++ }, nil)
+		a.Stop()
+
+		assert.ErrorIs(t, a.Send(t.Context(), 1), ErrStopped)
+
+		// ErrStopped wins even over a context that is already done.
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		assert.ErrorIs(t, a.Send(ctx, 2), ErrStopped)
+		assert.Zero(t, handled)
+	})
+}
+
+func TestSendBlockedOnFullMailboxReturnsCtxErrOnCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, handled, gate := blockedActor(t, 1, 1, nil)
+		require.NoError(t, a.Send(t.Context(), 2)) // mailbox now full
+
+		ctx, cancel := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() { errc <- a.Send(ctx, 3) }()
+		synctest.Wait()
+		require.Empty(t, errc, "Send must wait while the mailbox is full")
+
+		cancel()
+		assert.ErrorIs(t, <-errc, context.Canceled)
+
+		close(gate)
+		synctest.Wait()
+		a.Stop()
+		assert.Equal(t, []int{1, 2}, *handled, "the cancelled message must not be queued")
+	})
+}
+
+func TestSendBlockedOnFullMailboxReturnsDeadlineExceeded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, _, gate := blockedActor(t, 1, 1, nil)
+		require.NoError(t, a.Send(t.Context(), 2))
+
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := a.Send(ctx, 3)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 3*time.Second, time.Since(start))
+
+		close(gate)
+		a.Stop()
+	})
+}
+
+func TestSendBlockedOnFullMailboxReturnsErrStoppedWhenActorStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, handled, gate := blockedActor(t, 1, 1, nil)
+		require.NoError(t, a.Send(t.Context(), 2))
+
+		errc := make(chan error, 1)
+		go func() { errc <- a.Send(t.Context(), 3) }()
+		synctest.Wait()
+		require.Empty(t, errc)
+
+		stopped := make(chan struct{})
+		go func() { a.Stop(); close(stopped) }()
+		synctest.Wait() // Stop has asked and is waiting for the handler
+		select {
+		case <-stopped:
+			t.Fatal("Stop returned while a message was still being handled")
+		default:
+		}
+
+		close(gate)
+		assert.ErrorIs(t, <-errc, ErrStopped)
+		<-stopped
+		assert.Equal(t, []int{1}, *handled, "queued messages are dropped once stopped")
+	})
+}
+
+func TestTrySend(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, handled, gate := blockedActor(t, 2, 0, nil)
+
+		assert.True(t, a.TrySend(1))
+		assert.True(t, a.TrySend(2))
+		assert.False(t, a.TrySend(3), "mailbox is full")
+
+		close(gate)
+		synctest.Wait()
+		assert.True(t, a.TrySend(4), "room again once drained")
+		synctest.Wait()
+		a.Stop()
+
+		assert.False(t, a.TrySend(5), "stopped, even though the mailbox has room")
+		assert.Equal(t, []int{0, 1, 2, 4}, *handled)
+	})
+}
+
+func TestStopIsIdempotentAndConcurrentSafe(t *testing.T) {
+	// Real parallelism (no bubble), released together, so that racing
+	// Stops would close the stop channel twice if that were possible.
+	for round := range 300 {
+		var exits atomic.Int32
+		a := Start(1, func(int) {}, func() { exits.Add(1) })
+		var start, wg sync.WaitGroup
+		start.Add(1)
+		for range 8 {
+			wg.Go(func() { start.Wait(); a.Stop() })
+		}
+		start.Done()
+		wg.Wait()
+		a.Stop()
+		a.Stop()
+
+		require.Equal(t, int32(1), exits.Load(), "round %d: exit hook runs once", round)
+		select {
+		case <-a.Done():
+		default:
+			require.FailNow(t, "Done not closed after Stop returned")
+		}
+	}
+}
+
+func TestExitHookRunsOnceOnActorGoroutineAfterLastMessage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			events             []string
+			handleGID, exitGID uint64
+			exitCalls          int
+		)
+		gate := make(chan struct{})
+		a := Start(4, func(m int) {
+			handleGID = goid()
+			events = append(events, "msg "+strconv.Itoa(m))
+			<-gate
+		}, func() {
+			exitGID = goid()
+			exitCalls++
+			events = append(events, "exit")
+		})
+		require.NoError(t, a.Send(t.Context(), 1))
+		synctest.Wait()
+		require.NoError(t, a.Send(t.Context(), 2)) // queued, will be dropped
+
+		stopped := make(chan struct{})
+		go func() { a.Stop(); close(stopped) }()
+		synctest.Wait()
+		assert.Equal(t, []string{"msg 1"}, events, "exit must not run while a message is being handled")
+
+		close(gate)
+		<-stopped
+		assert.Equal(t, []string{"msg 1", "exit"}, events)
+		assert.Equal(t, 1, exitCalls)
+		assert.Equal(t, handleGID, exitGID, "exit runs on the actor's goroutine")
+		assert.NotEqual(t, goid(), exitGID)
+	})
+}
+
+func TestDoneClosedOnlyAfterStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := Start(0, func(int) {}, nil) // nil exit is allowed
+		synctest.Wait()
+		select {
+		case <-a.Done():
+			t.Fatal("Done closed before Stop")
+		default:
+		}
+		a.Stop()
+		_, open := <-a.Done()
+		assert.False(t, open)
+	})
+}
+
+func TestAskReturnsReply(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := Start(1, func(r req) { Reply(r.reply, r.n*10) }, nil)
+		defer a.Stop()
+
+		reply := make(chan int, 1)
+		for i := range 5 {
+			got, err := Ask(t.Context(), a, req{i, reply}, reply)
+			require.NoError(t, err)
+			assert.Equal(t, i*10, got, "a reply channel is reusable after a successful Ask")
+		}
+	})
+}
+
+func TestAskReturnsCtxErrWhileWaitingForReply(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var seen []int
+		a := Start(1, func(r req) { seen = append(seen, r.n) }, nil) // never replies
+		defer a.Stop()
+
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		start := time.Now()
+		reply := make(chan int, 1)
+		got, err := Ask(ctx, a, req{7, reply}, reply)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Zero(t, got)
+		assert.Equal(t, time.Minute, time.Since(start))
+		synctest.Wait()
+		assert.Equal(t, []int{7}, seen, "the request was delivered")
+
+		ctx2, cancel2 := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := Ask(ctx2, a, req{8, reply}, reply)
+			errc <- err
+		}()
+		synctest.Wait()
+		require.Empty(t, errc)
+		cancel2()
+		assert.ErrorIs(t, <-errc, context.Canceled)
+	})
+}
+
+func TestAskReturnsCtxErrWhileMailboxFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		a := Start(0, func(r req) { <-gate; Reply(r.reply, r.n) }, nil)
+		r1 := make(chan int, 1)
+		require.NoError(t, a.Send(t.Context(), req{1, r1}))
+		synctest.Wait() // handler busy, unbuffered mailbox cannot take more
+
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		r2 := make(chan int, 1)
+		_, err := Ask(ctx, a, req{2, r2}, r2)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+		close(gate)
+		synctest.Wait()
+		a.Stop()
+		assert.Equal(t, 1, <-r1)
+		assert.Empty(t, r2, "request 2 was never queued")
+	})
+}
+
+func TestAskAfterStopReturnsErrStopped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := Start(1, func(r req) { Reply(r.reply, r.n) }, nil)
+		a.Stop()
+		reply := make(chan int, 1)
+		got, err := Ask(t.Context(), a, req{1, reply}, reply)
+		assert.ErrorIs(t, err, ErrStopped)
+		assert.Zero(t, got)
+	})
+}
+
+func TestAskReturnsErrStoppedWhenActorStopsWithRequestQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		var handled []int
+		a := Start(1, func(r req) {
+			handled = append(handled, r.n)
+			<-gate
+			Reply(r.reply, r.n)
+		}, nil)
+		r1 := make(chan int, 1)
+		require.NoError(t, a.Send(t.Context(), req{1, r1}))
+		synctest.Wait()
+
+		type result struct {
+			v   int
+			err error
+		}
+		res := make(chan result, 1)
+		r2 := make(chan int, 1)
+		go func() {
+			v, err := Ask(t.Context(), a, req{2, r2}, r2)
+			res <- result{v, err}
+		}()
+		synctest.Wait() // request 2 is queued; Ask waits for the answer
+		require.Empty(t, res)
+
+		stopped := make(chan struct{})
+		go func() { a.Stop(); close(stopped) }()
+		synctest.Wait()
+		close(gate)
+
+		got := <-res
+		assert.ErrorIs(t, got.err, ErrStopped)
+		assert.Zero(t, got.v)
+		<-stopped
+		assert.Equal(t, []int{1}, handled)
+		assert.Equal(t, 1, <-r1, "the request being handled was still answered")
+	})
+}
+
+func TestAskReturnsErrStoppedWhenHandlerExitsWithoutReplying(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		a := Start(1, func(r req) { <-gate }, nil) // never replies
+		errc := make(chan error, 1)
+		reply := make(chan int, 1)
+		go func() {
+			_, err := Ask(t.Context(), a, req{1, reply}, reply)
+			errc <- err
+		}()
+		synctest.Wait() // handler is running the request
+		stopped := make(chan struct{})
+		go func() { a.Stop(); close(stopped) }()
+		synctest.Wait()
+		require.Empty(t, errc)
+		close(gate)
+		assert.ErrorIs(t, <-errc, ErrStopped)
+		<-stopped
+	})
+}
+
+// An actor that answers and then exits at once must not turn the answer
+// into ErrStopped: the reply and Done can both be ready when Ask looks.
+// With one P, Ask's goroutine (parked in Send on the unbuffered mailbox) is
+// made runnable by the actor's receive but typically runs only after the
+// actor has replied and exited, so both cases are ready at once.
+func TestAskPrefersReplyWhenActorExitsRightAfterAnswering(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for i := range 200 {
+		gate := make(chan struct{})
+		var a *Actor[req]
+		a = Start(0, func(r req) {
+			if r.reply == nil {
+				<-gate
+				return
+			}
+			Reply(r.reply, r.n)
+			go a.Stop()
+		}, nil)
+		require.NoError(t, a.Send(context.Background(), req{})) // occupy the actor
+
+		type result struct {
+			v   int
+			err error
+		}
+		res := make(chan result, 1)
+		go func() {
+			reply := make(chan int, 1)
+			v, err := Ask(context.Background(), a, req{i, reply}, reply)
+			res <- result{v, err}
+		}()
+		runtime.Gosched() // let Ask park in Send
+		close(gate)
+		got := <-res
+		require.NoError(t, got.err, "iteration %d", i)
+		require.Equal(t, i, got.v)
+		<-a.Done()
+	}
+}
+
+func TestAskLateReplyDoesNotBlockActor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{}, 1)
+		a := Start(1, func(r req) {
+			if r.n == 1 {
+				<-gate
+			}
+			Reply(r.reply, r.n)
+		}, nil)
+		defer a.Stop()
+
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		stale := make(chan int, 1)
+		_, err := Ask(ctx, a, req{1, stale}, stale)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+
+		gate <- struct{}{} // now the actor answers nobody
+		fresh := make(chan int, 1)
+		got, err := Ask(t.Context(), a, req{2, fresh}, fresh)
+		require.NoError(t, err, "the late answer must not block the actor")
+		assert.Equal(t, 2, got)
+		assert.Equal(t, 1, <-stale, "the late answer sits in the stale reply channel")
+	})
+}
+
+func TestReplyNeverBlocks(t *testing.T) {
+	// In a bubble a blocked Reply would be reported as a deadlock.
+	synctest.Test(t, func(t *testing.T) {
+		empty := make(chan int, 1)
+		Reply(empty, 1)
+		assert.Equal(t, 1, <-empty)
+
+		full := make(chan int, 1)
+		full <- 1
+		Reply(full, 2)
+		assert.Equal(t, 1, <-full, "an answer nobody waits for is dropped")
+		assert.Empty(t, full)
+
+		unbuffered := make(chan int)
+		Reply(unbuffered, 3) // no receiver: dropped, returns at once
+
+		waiting := make(chan int)
+		got := make(chan int, 1)
+		go func() { got <- <-waiting }()
+		synctest.Wait()
+		Reply(waiting, 4)
+		assert.Equal(t, 4, <-got, "a waiting receiver gets the answer")
+	})
+}
