@@ -9,47 +9,61 @@ import (
 // ErrStopped is returned by [Actor.Send] and [Ask] once the actor has stopped.
 var ErrStopped = errors.New("actor: stopped")
 
-// Actor is a goroutine that handles the messages of type M sent to its
-// mailbox, one at a time, in the order they were queued. Create one with
-// [Start].
+// Actor handles the messages of type M sent to its mailbox, one at a time,
+// in the order they were queued. Create one with [Start].
+//
+// An idle actor costs no goroutine: one is started when a message arrives
+// at an empty mailbox and ends when the mailbox is empty again, so a
+// program can hold a great many actors that are mostly idle. Only one
+// goroutine runs an actor at any time, and each one starts after the last
+// has finished, so what the actor owns is never touched concurrently.
 type Actor[M any] struct {
 	inbox    chan M
-	stop     chan struct{}
-	done     chan struct{}
+	pending  atomic.Int64 // messages queued and not yet handled, plus one once stopping
 	stopping atomic.Bool
+	done     chan struct{}
+	handle   func(M)
+	exit     func()
 }
 
-// Start starts an actor whose mailbox holds up to size queued messages.
-// handle runs on the actor's goroutine for every message; exit, if not nil,
-// runs on it once after the last message, when the actor is stopped.
-// Messages still queued at that point are dropped.
+// Start returns an actor whose mailbox holds up to size queued messages
+// (at least one: a message is queued before a goroutine is started for it).
+// handle runs for every message; exit, if not nil, runs once after the
+// last message handled, when the actor is stopped. Messages still queued
+// at that point are dropped.
 func Start[M any](size int, handle func(M), exit func()) *Actor[M] {
-	a := &Actor[M]{
-		inbox: make(chan M, size),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+	return &Actor[M]{
+		inbox:  make(chan M, max(size, 1)),
+		done:   make(chan struct{}),
+		handle: handle,
+		exit:   exit,
 	}
-	go a.run(handle, exit)
-	return a
 }
 
-func (a *Actor[M]) run(handle func(M), exit func()) {
-	defer close(a.done)
-	if exit != nil {
-		defer exit()
+// schedule accounts for one queued message (or the stop request) and
+// starts a goroutine if none is running. A goroutine runs only while the
+// count is above zero, and every message is counted after it is queued,
+// so it never waits on an empty mailbox and never misses a message.
+func (a *Actor[M]) schedule() {
+	if a.pending.Add(1) == 1 {
+		go a.run()
 	}
+}
+
+func (a *Actor[M]) run() {
 	for {
 		// A stop request wins over queued work, so Stop returns promptly
-		// even when the mailbox is kept full.
-		select {
-		case <-a.stop:
+		// even when the mailbox is kept full. The count then never drops
+		// back to zero, so no goroutine is started again.
+		if a.stopping.Load() {
+			if a.exit != nil {
+				a.exit()
+			}
+			close(a.done)
 			return
-		default:
 		}
-		select {
-		case m := <-a.inbox:
-			handle(m)
-		case <-a.stop:
+		a.handle(<-a.inbox)
+		if a.pending.Add(-1) == 0 {
 			return
 		}
 	}
@@ -66,6 +80,7 @@ func (a *Actor[M]) Send(ctx context.Context, m M) error {
 	}
 	select {
 	case a.inbox <- m:
+		a.schedule()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -83,23 +98,24 @@ func (a *Actor[M]) TrySend(m M) bool {
 	}
 	select {
 	case a.inbox <- m:
+		a.schedule()
 		return true
 	default:
 		return false
 	}
 }
 
-// Stop asks the actor to stop and waits until its goroutine has exited.
-// It is safe to call more than once and from many goroutines, but not from
-// the actor's own goroutine.
+// Stop asks the actor to stop and waits until its exit hook has run and
+// its goroutine has ended. It is safe to call more than once and from many
+// goroutines, but not from the actor's own handle or exit.
 func (a *Actor[M]) Stop() {
 	if a.stopping.CompareAndSwap(false, true) {
-		close(a.stop)
+		a.schedule()
 	}
 	<-a.done
 }
 
-// Done is closed once the actor's goroutine has exited.
+// Done is closed once the actor has stopped.
 func (a *Actor[M]) Done() <-chan struct{} { return a.done }
 
 // Ask sends m, which carries reply, and waits for the actor's answer on

@@ -320,10 +320,12 @@ func TestAskReturnsCtxErrWhileWaitingForReply(t *testing.T) {
 func TestAskReturnsCtxErrWhileMailboxFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		gate := make(chan struct{})
-		a := Start(0, func(r req) { <-gate; Reply(r.reply, r.n) }, nil)
-		r1 := make(chan int, 1)
+		a := Start(1, func(r req) { <-gate; Reply(r.reply, r.n) }, nil)
+		r1, r3 := make(chan int, 1), make(chan int, 1)
 		require.NoError(t, a.Send(t.Context(), req{1, r1}))
-		synctest.Wait() // handler busy, unbuffered mailbox cannot take more
+		synctest.Wait() // handler busy with 1
+		require.NoError(t, a.Send(t.Context(), req{3, r3}))
+		// the one-slot mailbox now holds 3 and cannot take more
 
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
@@ -335,6 +337,7 @@ func TestAskReturnsCtxErrWhileMailboxFull(t *testing.T) {
 		synctest.Wait()
 		a.Stop()
 		assert.Equal(t, 1, <-r1)
+		assert.Equal(t, 3, <-r3)
 		assert.Empty(t, r2, "request 2 was never queued")
 	})
 }
@@ -498,5 +501,26 @@ func TestReplyNeverBlocks(t *testing.T) {
 		synctest.Wait()
 		Reply(waiting, 4)
 		assert.Equal(t, 4, <-got, "a waiting receiver gets the answer")
+	})
+}
+
+func TestIdleActorsHoldNoGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		actors := make([]*Actor[int], 1000)
+		var handled atomic.Int64
+		for i := range actors {
+			actors[i] = Start(1, func(int) { handled.Add(1) }, nil)
+			require.NoError(t, actors[i].Send(t.Context(), i))
+		}
+		synctest.Wait()
+		assert.Equal(t, int64(len(actors)), handled.Load())
+		for _, a := range actors {
+			// With nothing pending no goroutine runs the actor; synctest.Wait
+			// has seen every goroutine it started exit.
+			assert.Zero(t, a.pending.Load())
+		}
+		for _, a := range actors {
+			a.Stop()
+		}
 	})
 }

@@ -1,10 +1,12 @@
 // Package actor is a tiny, typed runtime for goroutines that own their state.
 //
-// An [Actor] is one goroutine reading one typed mailbox. Everything the actor
-// owns is touched only by that goroutine, so it needs no locks; other
-// goroutines talk to it with [Actor.Send] (fire and forget, in order) or [Ask]
-// (request and reply). Every wait selects on the caller's context and on the
-// actor's exit, so no caller blocks forever on an actor that has stopped.
+// An [Actor] is a typed mailbox and the goroutine that handles it. Everything
+// the actor owns is touched only by that goroutine, so it needs no locks;
+// other goroutines talk to it with [Actor.Send] (fire and forget, in order)
+// or [Ask] (request and reply). Every wait selects on the caller's context
+// and on the actor's exit, so no caller blocks forever on an actor that has
+// stopped. The goroutine lives only while there are messages to handle, so
+// an idle actor costs a few hundred bytes and no goroutine.
 //
 // Two helpers carry values out of an actor without ever blocking it:
 //

@@ -2,8 +2,12 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func benchBreaker(b *testing.B, cfg Config) *Breaker {
@@ -77,5 +81,101 @@ func BenchmarkAsyncClosed(b *testing.B) {
 	fn := func(context.Context) (int, error) { return 1, nil }
 	for b.Loop() {
 		<-Async(ctx, br, fn)
+	}
+}
+
+func BenchmarkCallOpen(b *testing.B) {
+	br := benchBreaker(b, Config{})
+	br.Trip()
+	for b.Loop() {
+		_ = br.Call(succeed)
+	}
+}
+
+// BenchmarkFailureStorm has every call fail (the threshold is out of
+// reach, so the circuit stays closed) and every failure wait for the
+// breaker's goroutine: it measures the reports per second one breaker
+// absorbs, and what each caller waits, as senders multiply.
+func BenchmarkFailureStorm(b *testing.B) {
+	for _, g := range []int{2, 16, 64} {
+		b.Run(fmt.Sprintf("senders=%d", g), func(b *testing.B) {
+			br := benchBreaker(b, Config{FailureThreshold: 1 << 30})
+			lat := make([][]time.Duration, 0, g)
+			var mu atomic.Int32 // index of the next latency slice
+			all := make([][]time.Duration, g*runtime.GOMAXPROCS(0))
+			b.SetParallelism(max(1, g/runtime.GOMAXPROCS(0)))
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				mine := make([]time.Duration, 0, 1024)
+				for pb.Next() {
+					t0 := time.Now()
+					_ = br.Call(fail)
+					mine = append(mine, time.Since(t0))
+				}
+				all[mu.Add(1)-1] = mine
+			})
+			elapsed := time.Since(start)
+			for _, l := range all {
+				lat = append(lat, l)
+			}
+			flat := slices.Concat(lat...)
+			slices.Sort(flat)
+			if len(flat) > 0 {
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "reports/s")
+				b.ReportMetric(float64(flat[len(flat)/2].Nanoseconds()), "p50-ns")
+				b.ReportMetric(float64(flat[len(flat)*99/100].Nanoseconds()), "p99-ns")
+			}
+		})
+	}
+}
+
+// BenchmarkEngineIdle creates breakers and leaves them idle, reporting
+// memory and goroutines per breaker; ns/op is the creation time.
+func BenchmarkEngineIdle(b *testing.B) {
+	e, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	names := make([]string, b.N)
+	for i := range names {
+		names[i] = fmt.Sprintf("upstream-%d", i)
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	g0 := runtime.NumGoroutine()
+	b.ResetTimer()
+	for _, n := range names {
+		e.Breaker(n)
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(int64(after.HeapInuse+after.StackInuse)-int64(before.HeapInuse+before.StackInuse))/float64(b.N), "B/breaker")
+	b.ReportMetric(float64(runtime.NumGoroutine()-g0)/float64(b.N), "goroutines/breaker")
+}
+
+// BenchmarkEngineLookup looks up existing names among 100k breakers.
+func BenchmarkEngineLookup(b *testing.B) {
+	e, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	const n = 100_000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("upstream-%d", i)
+		e.Breaker(names[i])
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		_ = e.Breaker(names[i])
+		if i++; i == n {
+			i = 0
+		}
 	}
 }

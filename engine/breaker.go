@@ -45,13 +45,12 @@ type Breaker struct {
 
 	// Owned by the breaker's goroutine.
 	m       *Machine
-	hub     *actor.Hub[Transition]
+	hub     *actor.Hub[Transition] // made on the first Subscribe
 	runner  *actor.Runner[Transition]
 	sink    func(Transition) // an Engine's feed
 	timer   *clock.Timer
 	timerAt time.Time
 	wakeID  uint64
-	final   Counts // the counts at exit, read after the goroutine is done
 }
 
 // snapshot is what the fast paths read. The breaker's goroutine replaces
@@ -97,15 +96,15 @@ const (
 	mWake
 )
 
-// msg is every message a breaker's goroutine handles.
+// msg is every message a breaker's goroutine handles. It is kept small:
+// the mailbox holds a few of them in every breaker.
 type msg struct {
 	kind    msgKind
-	permit  Permit
 	outcome Outcome
+	permit  Permit // for mWake and mUnsubscribe, Gen carries the timer or subscriber id
 	err     error
 	elapsed time.Duration
-	id      uint64 // timer wake-up or subscriber id
-	ctx     context.Context
+	ctx     context.Context // mSubscribe only
 	reply   chan reply
 }
 
@@ -117,24 +116,25 @@ type reply struct {
 	sub    <-chan Transition
 }
 
-// NewBreaker returns a running breaker with the given name and policies.
-// It returns a *ConfigError if cfg is invalid.
+// NewBreaker returns a breaker with the given name and policies. It
+// returns a *ConfigError if cfg is invalid.
 func NewBreaker(name string, cfg Config) (*Breaker, error) {
-	b, err := newBreaker(name, cfg)
+	cfg, err := cfg.normalize()
 	if err != nil {
 		return nil, err
 	}
-	b.start()
-	return b, nil
+	return newBreaker(name, &cfg), nil
 }
 
-// newBreaker builds a breaker without starting its goroutine.
-func newBreaker(name string, cfg Config) (*Breaker, error) {
-	m, err := NewMachine(name, cfg)
-	if err != nil {
-		return nil, err
-	}
-	cfg = m.cfg
+// mailbox is a breaker's mailbox size. Most calls never use the mailbox,
+// and a caller that finds it full simply waits its turn, so it is kept
+// small: it is most of an idle breaker's memory.
+const mailbox = 4
+
+// newBreaker returns a breaker for a normalized config, which it may share
+// with others but never changes.
+func newBreaker(name string, cfg *Config) *Breaker {
+	m := newMachine(name, cfg)
 	b := &Breaker{
 		name:     name,
 		clock:    cfg.Clock,
@@ -143,7 +143,6 @@ func newBreaker(name string, cfg Config) (*Breaker, error) {
 		tally:    cfg.WindowDuration == 0,
 		buf:      cfg.SubscriberBuffer,
 		m:        m,
-		hub:      actor.NewHub(func(t Transition, missed uint64) Transition { t.Missed = missed; return t }),
 	}
 	if b.clock == nil {
 		b.clock = clock.New()
@@ -154,11 +153,8 @@ func newBreaker(name string, cfg Config) (*Breaker, error) {
 		b.runner = actor.NewRunner(func(t Transition) { f(t.Name, t.From, t.To) })
 	}
 	b.snap.Store(&snapshot{state: Closed, gen: m.gen})
-	return b, nil
-}
-
-func (b *Breaker) start() {
-	b.act = actor.Start(256, b.handle, b.exit)
+	b.act = actor.Start(mailbox, b.handle, b.exit)
+	return b
 }
 
 // Name returns the breaker's name.
@@ -167,7 +163,14 @@ func (b *Breaker) Name() string { return b.name }
 // Call runs fn if the circuit admits it and records its outcome. It is the
 // simplest entry point; Do adds a context.
 func (b *Breaker) Call(fn func() error) error {
-	_, err := execute(context.Background(), b, func(context.Context) (struct{}, error) { return struct{}{}, fn() })
+	p, err := b.admit(context.Background())
+	if err != nil {
+		return err
+	}
+	c := b.begin(p)
+	defer c.abort()
+	err = fn()
+	c.end(err)
 	return err
 }
 
@@ -179,7 +182,17 @@ func (b *Breaker) Call(fn func() error) error {
 //
 // Most callers should use Do.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
-	_, err := execute(ctx, b, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) })
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := b.admit(ctx)
+	if err != nil {
+		return err
+	}
+	c := b.begin(p)
+	defer c.abort()
+	err = fn(ctx)
+	c.end(err)
 	return err
 }
 
@@ -202,20 +215,40 @@ func execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 // run calls fn under an admitted permit and reports the outcome, even if
 // fn panics (the panic then carries on up the stack).
 func run[T any](ctx context.Context, b *Breaker, p pass, fn func(context.Context) (T, error)) (v T, err error) {
-	var start time.Time
-	if b.slowAt > 0 {
-		start = b.clock.Now()
-	}
-	finished := false
-	defer func() {
-		if !finished {
-			b.finish(p, Failure, errPanicked, start)
-		}
-	}()
+	c := b.begin(p)
+	defer c.abort()
 	v, err = fn(ctx)
-	finished = true
-	b.finish(p, b.classify(err), err, start)
+	c.end(err)
 	return v, err
+}
+
+// call is an admitted call in progress. Its outcome is reported exactly
+// once: by end with fn's error, or by abort as a failure if fn panicked
+// (or called runtime.Goexit), in which case the panic carries on.
+type call struct {
+	b     *Breaker
+	p     pass
+	start time.Time
+	ended bool
+}
+
+func (b *Breaker) begin(p pass) call {
+	c := call{b: b, p: p}
+	if b.slowAt > 0 {
+		c.start = b.clock.Now()
+	}
+	return c
+}
+
+func (c *call) end(err error) {
+	c.ended = true
+	c.b.finish(c.p, c.b.classify(err), err, c.start)
+}
+
+func (c *call) abort() {
+	if !c.ended {
+		c.b.finish(c.p, Failure, errPanicked, c.start)
+	}
 }
 
 // Result is what Async delivers: fn's value and error, or a rejection.
@@ -299,16 +332,22 @@ func (t *Ticket) Report(err error) {
 }
 
 // admit decides from the snapshot when it can, and asks the breaker's
-// goroutine otherwise (half-open, or an open period a hand-driven clock has
-// already run past).
+// goroutine otherwise (half-open with a free slot, or an open period a
+// hand-driven clock has already run past). The closed case is kept small
+// enough to inline.
 func (b *Breaker) admit(ctx context.Context) (pass, error) {
 	s := b.snap.Load()
+	if s.state == Closed && !s.stop {
+		return pass{Permit{Gen: s.gen}, s}, nil
+	}
+	return b.admitSlow(ctx, s)
+}
+
+func (b *Breaker) admitSlow(ctx context.Context, s *snapshot) (pass, error) {
 	switch {
 	case s.stop:
 		return pass{}, ErrClosed
-	case s.state == Closed:
-		return pass{Permit{Gen: s.gen}, s}, nil
-	case s.state == Open && !b.due(s), s.state == HalfOpen && s.full.Load():
+	case s.state == Open && (!b.mock || !b.due(s)), s.state == HalfOpen && s.full.Load():
 		s.rej.add()
 		return pass{}, s.err
 	}
@@ -323,7 +362,7 @@ func (b *Breaker) admit(ctx context.Context) (pass, error) {
 // clock. With real time the breaker's own timer ends the period; reading
 // the clock on every rejection would cost more than the rejection itself.
 func (b *Breaker) due(s *snapshot) bool {
-	return b.mock && !s.err.Until.IsZero() && !b.clock.Now().Before(s.err.Until)
+	return !s.err.Until.IsZero() && !b.clock.Now().Before(s.err.Until)
 }
 
 // errPanicked stands in for the error of a call that panicked.
@@ -380,7 +419,7 @@ func (b *Breaker) ask(ctx context.Context, m msg) (reply, error) {
 // State returns the circuit's state.
 func (b *Breaker) State() State {
 	s := b.snap.Load()
-	if s.state == Open && b.due(s) {
+	if s.state == Open && b.mock && b.due(s) {
 		if r, err := b.ask(context.Background(), msg{kind: mState}); err == nil {
 			return r.state
 		}
@@ -393,8 +432,9 @@ func (b *Breaker) State() State {
 func (b *Breaker) Counts() Counts {
 	r, err := b.ask(context.Background(), msg{kind: mCounts})
 	if err != nil {
+		// Closed: the machine is frozen and safe to read.
 		<-b.act.Done()
-		return b.final
+		return b.m.Counts(b.clock.Now())
 	}
 	return r.counts
 }
@@ -463,13 +503,16 @@ func (b *Breaker) handle(m msg) {
 	case mIsolate:
 		b.m.Isolate(now)
 	case mSubscribe:
+		if b.hub == nil {
+			b.hub = actor.NewHub(func(t Transition, missed uint64) Transition { t.Missed = missed; return t })
+		}
 		r.sub = b.hub.Subscribe(m.ctx, b.buf, func(id uint64) {
-			_ = b.act.Send(context.Background(), msg{kind: mUnsubscribe, id: id})
+			_ = b.act.Send(context.Background(), msg{kind: mUnsubscribe, permit: Permit{Gen: id}})
 		})
 	case mUnsubscribe:
-		b.hub.Unsubscribe(m.id)
+		b.hub.Unsubscribe(m.permit.Gen)
 	case mWake:
-		if m.id != b.wakeID {
+		if m.permit.Gen != b.wakeID {
 			return // a timer that was replaced
 		}
 		b.timerAt = time.Time{}
@@ -486,7 +529,9 @@ func (b *Breaker) handle(m msg) {
 // so whoever caused a change sees it as soon as its call returns.
 func (b *Breaker) publish() {
 	for _, t := range b.m.TakeTransitions() {
-		b.hub.Publish(t)
+		if b.hub != nil {
+			b.hub.Publish(t)
+		}
 		if b.runner != nil {
 			b.runner.Post(t)
 		}
@@ -519,7 +564,7 @@ func (b *Breaker) publish() {
 	id := b.wakeID
 	b.timerAt = at
 	b.timer = b.clock.AfterFunc(at.Sub(b.clock.Now()), func() {
-		_ = b.act.Send(context.Background(), msg{kind: mWake, id: id})
+		_ = b.act.Send(context.Background(), msg{kind: mWake, permit: Permit{Gen: id}})
 	})
 }
 
@@ -530,10 +575,11 @@ func (b *Breaker) exit() {
 	}
 	now := b.clock.Now()
 	b.fold(now, b.snap.Load(), 0)
-	old := b.snap.Swap(&snapshot{stop: true})
+	old := b.snap.Swap(&snapshot{state: b.m.State(), gen: b.m.Generation(), stop: true})
 	b.fold(now, old, retired)
-	b.hub.Close()
-	b.final = b.m.Counts(now)
+	if b.hub != nil {
+		b.hub.Close()
+	}
 	if b.onClose != nil {
 		b.onClose(b)
 	}

@@ -17,7 +17,7 @@ import (
 // creating, closing and subscribing go through the engine's goroutine, so
 // they never race with each other.
 type Engine struct {
-	defaults Config
+	defaults *Config // normalized, shared by every breaker made from it
 	breakers sync.Map // name -> *Breaker
 	act      *actor.Actor[engineMsg]
 	dropped  atomic.Uint64 // transitions lost on the way in
@@ -38,8 +38,8 @@ const (
 type engineMsg struct {
 	kind   engineKind
 	name   string
-	cfg    Config
-	custom bool // cfg given by the caller: a duplicate is an error
+	cfg    *Config // normalized
+	custom bool    // cfg given by the caller: a duplicate is an error
 	t      Transition
 	id     uint64
 	ctx    context.Context
@@ -55,11 +55,12 @@ type engineReply struct {
 // New returns a running engine whose breakers default to defaults. It
 // returns a *ConfigError if defaults is invalid.
 func New(defaults Config) (*Engine, error) {
-	if err := defaults.Validate(); err != nil {
+	defaults, err := defaults.normalize()
+	if err != nil {
 		return nil, err
 	}
 	e := &Engine{
-		defaults: defaults,
+		defaults: &defaults,
 		hub:      actor.NewHub(func(t Transition, missed uint64) Transition { t.Missed += missed; return t }),
 	}
 	e.act = actor.Start(1024, e.handle, e.exit)
@@ -74,10 +75,8 @@ func (e *Engine) Breaker(name string) *Breaker {
 		return b.(*Breaker)
 	}
 	b, err := e.create(name, e.defaults, false)
-	if err != nil {
-		// The defaults were validated by New, so only a closed engine
-		// gets here.
-		b, _ = NewBreaker(name, e.defaults)
+	if err != nil { // the engine is closed
+		b = newBreaker(name, e.defaults)
 		_ = b.Close()
 	}
 	return b
@@ -96,13 +95,14 @@ func (e *Engine) Lookup(name string) (*Breaker, bool) {
 // matching ErrDuplicate if the name is taken, a *ConfigError if cfg is
 // invalid, or ErrClosed after Close.
 func (e *Engine) NewBreaker(name string, cfg Config) (*Breaker, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.normalize()
+	if err != nil {
 		return nil, err
 	}
-	return e.create(name, cfg, true)
+	return e.create(name, &cfg, true)
 }
 
-func (e *Engine) create(name string, cfg Config, custom bool) (*Breaker, error) {
+func (e *Engine) create(name string, cfg *Config, custom bool) (*Breaker, error) {
 	ch := make(chan engineReply, 1)
 	r, err := actor.Ask(context.Background(), e.act, engineMsg{kind: eCreate, name: name, cfg: cfg, custom: custom, reply: ch}, ch)
 	if err != nil {
@@ -143,14 +143,14 @@ func (e *Engine) handle(m engineMsg) {
 				r.b, r.err = nil, ErrDuplicate
 			}
 		} else {
-			r.b, r.err = e.add(m.name, m.cfg)
+			r.b = e.add(m.name, m.cfg)
 		}
 		actor.Reply(m.reply, r)
 	case eTransition:
 		m.t.Missed = e.dropped.Swap(0)
 		e.hub.Publish(m.t)
 	case eSubscribe:
-		actor.Reply(m.reply, engineReply{sub: e.hub.Subscribe(m.ctx, e.defaultsBuffer(), func(id uint64) {
+		actor.Reply(m.reply, engineReply{sub: e.hub.Subscribe(m.ctx, e.defaults.SubscriberBuffer, func(id uint64) {
 			_ = e.act.Send(context.Background(), engineMsg{kind: eUnsubscribe, id: id})
 		})})
 	case eUnsubscribe:
@@ -158,18 +158,8 @@ func (e *Engine) handle(m engineMsg) {
 	}
 }
 
-func (e *Engine) defaultsBuffer() int {
-	if e.defaults.SubscriberBuffer > 0 {
-		return e.defaults.SubscriberBuffer
-	}
-	return 256
-}
-
-func (e *Engine) add(name string, cfg Config) (*Breaker, error) {
-	b, err := newBreaker(name, cfg)
-	if err != nil {
-		return nil, err
-	}
+func (e *Engine) add(name string, cfg *Config) *Breaker {
+	b := newBreaker(name, cfg)
 	// A breaker never waits on the engine: a transition that finds the
 	// mailbox full is counted and reported as missed.
 	b.sink = func(t Transition) {
@@ -179,8 +169,7 @@ func (e *Engine) add(name string, cfg Config) (*Breaker, error) {
 	}
 	b.onClose = func(b *Breaker) { e.breakers.CompareAndDelete(b.name, b) }
 	e.breakers.Store(name, b)
-	b.start()
-	return b, nil
+	return b
 }
 
 // exit closes every breaker, then the engine's subscriptions.

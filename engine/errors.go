@@ -81,14 +81,16 @@ func (e *PanicError) Unwrap() error {
 	return err
 }
 
-// retryAfterer is implemented by errors that know how long the upstream
+// retryAfterError is implemented by errors that know how long the upstream
 // asked callers to stay away, such as an HTTP 429 with a Retry-After header.
-type retryAfterer interface{ RetryAfter() time.Duration }
+type retryAfterError interface {
+	error
+	RetryAfter() time.Duration
+}
 
 // retryAfter returns the wait the first error in err's chain asks for.
 func retryAfter(err error) time.Duration {
-	var ra retryAfterer
-	if err != nil && errors.As(err, &ra) {
+	if ra, ok := errors.AsType[retryAfterError](err); ok {
 		return ra.RetryAfter()
 	}
 	return 0

@@ -29,7 +29,7 @@ type lease struct {
 // Machine is not safe for concurrent use.
 type Machine struct {
 	name string
-	cfg  Config
+	cfg  *Config // normalized; shared by the breakers of an Engine
 
 	state     State
 	gen       uint64
@@ -45,7 +45,7 @@ type Machine struct {
 	probeID uint64
 	wins    int // probe successes in this half-open period
 
-	rng    *rand.Rand
+	rng    *rand.Rand // made on the first jittered trip
 	seq    uint64
 	events []Transition
 }
@@ -56,17 +56,13 @@ func NewMachine(name string, cfg Config) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	seed := cfg.Seed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	return &Machine{
-		name: name,
-		cfg:  cfg,
-		gen:  1,
-		win:  newWindow(cfg),
-		rng:  rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)),
-	}, nil
+	return newMachine(name, &cfg), nil
+}
+
+// newMachine returns a machine for a normalized config, which it may
+// share with others but never changes.
+func newMachine(name string, cfg *Config) *Machine {
+	return &Machine{name: name, cfg: cfg, gen: 1, win: newWindow(cfg)}
 }
 
 // State returns the current state. It does not apply timeouts; call
@@ -356,6 +352,14 @@ func (m *Machine) trip(now time.Time, reason string, cause error, ra time.Durati
 	m.streak++
 	d := m.cfg.openPeriod(m.streak)
 	if j := m.cfg.Jitter; j > 0 {
+		if m.rng == nil {
+			seed := m.cfg.Seed
+			if seed == 0 {
+				seed = rand.Uint64()
+			}
+			// The name keeps breakers that share a Seed out of step.
+			m.rng = rand.New(rand.NewPCG(seed, fnv64a(m.name)))
+		}
 		d = time.Duration(float64(d) * (1 + j*(2*m.rng.Float64()-1)))
 		d = min(d, m.cfg.MaxRecoveryTimeout)
 	}
@@ -410,4 +414,14 @@ func (m *Machine) TakeTransitions() []Transition {
 	t := m.events
 	m.events = m.events[:0]
 	return t
+}
+
+// fnv64a hashes s the same way in every process (FNV-1a), so that a run
+// with a given Config.Seed repeats exactly.
+func fnv64a(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
 }

@@ -32,7 +32,7 @@ func (s State) String() string {
 }
 
 // Outcome is how a finished call counts against the breaker.
-type Outcome int
+type Outcome uint8
 
 const (
 	// Success counts in the upstream's favour.

@@ -26,7 +26,7 @@ const (
 	flagSlow
 )
 
-func newWindow(c Config) *window {
+func newWindow(c *Config) *window {
 	if c.WindowDuration > 0 {
 		return &window{
 			buckets: make([]bucket, c.WindowBuckets),
