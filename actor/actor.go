@@ -22,8 +22,30 @@ type Actor[M any] struct {
 	pending  atomic.Int64 // messages queued and not yet handled, plus one once stopping
 	stopping atomic.Bool
 	done     chan struct{}
-	handle   func(M)
-	exit     func()
+	h        Handler[M]
+}
+
+// Handler is what an actor does.
+type Handler[M any] interface {
+	// Handle runs for every message.
+	Handle(M)
+	// Exit runs once, after the last message handled, when the actor is
+	// stopped.
+	Exit()
+}
+
+// funcs adapts a pair of functions to a Handler.
+type funcs[M any] struct {
+	handle func(M)
+	exit   func()
+}
+
+func (f funcs[M]) Handle(m M) { f.handle(m) }
+
+func (f funcs[M]) Exit() {
+	if f.exit != nil {
+		f.exit()
+	}
 }
 
 // Start returns an actor whose mailbox holds up to size queued messages
@@ -32,12 +54,17 @@ type Actor[M any] struct {
 // last message handled, when the actor is stopped. Messages still queued
 // at that point are dropped.
 func Start[M any](size int, handle func(M), exit func()) *Actor[M] {
-	return &Actor[M]{
-		inbox:  make(chan M, max(size, 1)),
-		done:   make(chan struct{}),
-		handle: handle,
-		exit:   exit,
-	}
+	a := new(Actor[M])
+	a.Init(size, funcs[M]{handle, exit})
+	return a
+}
+
+// Init readies a zero Actor, such as one embedded in a larger struct, to
+// run h, as Start would. It must be called once, before the actor is used.
+func (a *Actor[M]) Init(size int, h Handler[M]) {
+	a.inbox = make(chan M, max(size, 1))
+	a.done = make(chan struct{})
+	a.h = h
 }
 
 // schedule accounts for one queued message (or the stop request) and
@@ -56,13 +83,11 @@ func (a *Actor[M]) run() {
 		// even when the mailbox is kept full. The count then never drops
 		// back to zero, so no goroutine is started again.
 		if a.stopping.Load() {
-			if a.exit != nil {
-				a.exit()
-			}
+			a.h.Exit()
 			close(a.done)
 			return
 		}
-		a.handle(<-a.inbox)
+		a.h.Handle(<-a.inbox)
 		if a.pending.Add(-1) == 0 {
 			return
 		}

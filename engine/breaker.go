@@ -29,27 +29,23 @@ import (
 // A Breaker is safe for concurrent use. Close it when done with it (or
 // close the Engine it came from) to stop its goroutine.
 type Breaker struct {
-	name     string
-	clock    clock.Clock
-	mock     bool // the clock is driven by hand, so a snapshot can lag it
-	classify func(error) Outcome
-	slowAt   time.Duration
-	tally    bool // quiet outcomes go to the snapshot's tallies
-	buf      int
+	cfg    *Config // normalized, possibly shared; never changed
+	clock  clock.Clock
+	mock   bool // the clock is driven by hand, so a snapshot can lag it
+	slowAt time.Duration
 
 	snap     atomic.Pointer[snapshot]
 	rejected *stripes // rejections decided from the snapshot; made on first trip
-	act      *actor.Actor[msg]
-	replies  sync.Pool      // of chan reply; see ask
-	onClose  func(*Breaker) // set by an Engine
+	act      actor.Actor[*msg]
+	msgs     atomic.Pointer[sync.Pool] // of *msg, made on first use; see newMsg
+	engine   *Engine                   // the Engine hosting it, if any
 
 	// Owned by the breaker's goroutine.
-	m       *Machine
+	m       Machine
 	hub     *actor.Hub[Transition] // made on the first Subscribe
 	runner  *actor.Runner[Transition]
-	sink    func(Transition) // an Engine's feed
 	timer   *clock.Timer
-	timerAt time.Time
+	timerAt int64 // the armed timer's deadline, in Unix nanoseconds; 0 if none
 	wakeID  uint64
 }
 
@@ -96,16 +92,53 @@ const (
 	mWake
 )
 
-// msg is every message a breaker's goroutine handles. It is kept small:
-// the mailbox holds a few of them in every breaker.
+// msg is every message a breaker's goroutine handles. Messages travel by
+// pointer and are recycled, per breaker, so the mailbox stays a few words
+// long and a message costs no allocation.
 type msg struct {
 	kind    msgKind
 	outcome Outcome
+	wait    bool   // the sender waits on reply; otherwise the handler recycles the message
 	permit  Permit // for mWake and mUnsubscribe, Gen carries the timer or subscriber id
 	err     error
 	elapsed time.Duration
 	ctx     context.Context // mSubscribe only
-	reply   chan reply
+	reply   chan reply      // made on first use, kept across recycling
+}
+
+// newMsg returns a message of the given kind from the breaker's pool.
+// Messages are recycled per breaker so that a breaker living in a
+// testing/synctest bubble never hands its reply channels to code outside
+// it.
+func (b *Breaker) newMsg(kind msgKind) *msg {
+	m, _ := b.pool().Get().(*msg)
+	if m == nil {
+		m = new(msg)
+	}
+	m.kind = kind
+	return m
+}
+
+func (b *Breaker) recycle(m *msg) {
+	*m = msg{reply: m.reply}
+	b.pool().Put(m)
+}
+
+// pool returns the breaker's message pool, made on first use: most
+// breakers never send a message, and a pool is most of a message's worth.
+func (b *Breaker) pool() *sync.Pool {
+	if p := b.msgs.Load(); p != nil {
+		return p
+	}
+	b.msgs.CompareAndSwap(nil, new(sync.Pool))
+	return b.msgs.Load()
+}
+
+// send queues a message nobody waits on.
+func (b *Breaker) send(m *msg) {
+	if b.act.Send(context.Background(), m) != nil {
+		b.recycle(m)
+	}
 }
 
 type reply struct {
@@ -134,43 +167,39 @@ const mailbox = 4
 // newBreaker returns a breaker for a normalized config, which it may share
 // with others but never changes.
 func newBreaker(name string, cfg *Config) *Breaker {
-	m := newMachine(name, cfg)
 	b := &Breaker{
-		name:     name,
-		clock:    cfg.Clock,
-		classify: cfg.Classify,
-		slowAt:   cfg.SlowCallThreshold,
-		tally:    cfg.WindowDuration == 0,
-		buf:      cfg.SubscriberBuffer,
-		m:        m,
+		cfg:    cfg,
+		clock:  cfg.Clock,
+		slowAt: cfg.SlowCallThreshold,
+		m:      makeMachine(name, cfg),
 	}
-	if b.clock == nil {
-		b.clock = clock.New()
-	} else {
-		_, b.mock = b.clock.(*clock.Mock)
-	}
+	_, b.mock = cfg.Clock.(*clock.Mock)
 	if f := cfg.OnStateChange; f != nil {
 		b.runner = actor.NewRunner(func(t Transition) { f(t.Name, t.From, t.To) })
 	}
-	b.snap.Store(&snapshot{state: Closed, gen: m.gen})
-	b.act = actor.Start(mailbox, b.handle, b.exit)
+	b.snap.Store(&snapshot{state: Closed, gen: b.m.gen})
+	b.act.Init(mailbox, (*breakerActor)(b))
 	return b
 }
 
+// realTime is the clock of breakers configured without one.
+var realTime = clock.New()
+
+// now returns the breaker's clock.
+func (b *Breaker) now() clock.Clock {
+	if c := b.cfg.Clock; c != nil {
+		return c
+	}
+	return realTime
+}
+
 // Name returns the breaker's name.
-func (b *Breaker) Name() string { return b.name }
+func (b *Breaker) Name() string { return b.m.name }
 
 // Call runs fn if the circuit admits it and records its outcome. It is the
 // simplest entry point; Do adds a context.
 func (b *Breaker) Call(fn func() error) error {
-	p, err := b.admit(context.Background())
-	if err != nil {
-		return err
-	}
-	c := b.begin(p)
-	defer c.abort()
-	err = fn()
-	c.end(err)
+	_, err := execute(context.Background(), b, func(context.Context) (struct{}, error) { return struct{}{}, fn() })
 	return err
 }
 
@@ -182,17 +211,7 @@ func (b *Breaker) Call(fn func() error) error {
 //
 // Most callers should use Do.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	p, err := b.admit(ctx)
-	if err != nil {
-		return err
-	}
-	c := b.begin(p)
-	defer c.abort()
-	err = fn(ctx)
-	c.end(err)
+	_, err := execute(ctx, b, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) })
 	return err
 }
 
@@ -215,40 +234,20 @@ func execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 // run calls fn under an admitted permit and reports the outcome, even if
 // fn panics (the panic then carries on up the stack).
 func run[T any](ctx context.Context, b *Breaker, p pass, fn func(context.Context) (T, error)) (v T, err error) {
-	c := b.begin(p)
-	defer c.abort()
-	v, err = fn(ctx)
-	c.end(err)
-	return v, err
-}
-
-// call is an admitted call in progress. Its outcome is reported exactly
-// once: by end with fn's error, or by abort as a failure if fn panicked
-// (or called runtime.Goexit), in which case the panic carries on.
-type call struct {
-	b     *Breaker
-	p     pass
-	start time.Time
-	ended bool
-}
-
-func (b *Breaker) begin(p pass) call {
-	c := call{b: b, p: p}
+	var start time.Time
 	if b.slowAt > 0 {
-		c.start = b.clock.Now()
+		start = b.now().Now()
 	}
-	return c
-}
-
-func (c *call) end(err error) {
-	c.ended = true
-	c.b.finish(c.p, c.b.classify(err), err, c.start)
-}
-
-func (c *call) abort() {
-	if !c.ended {
-		c.b.finish(c.p, Failure, errPanicked, c.start)
-	}
+	finished := false
+	defer func() {
+		if !finished {
+			b.finish(p, Failure, errPanicked, start)
+		}
+	}()
+	v, err = fn(ctx)
+	finished = true
+	b.finish(p, b.cfg.Classify(err), err, start)
+	return v, err
 }
 
 // Result is what Async delivers: fn's value and error, or a rejection.
@@ -316,7 +315,7 @@ func (b *Breaker) admitTicket(ctx context.Context, t *Ticket) (err error) {
 		return err
 	}
 	if t.p, err = b.admit(ctx); err == nil && b.slowAt > 0 {
-		t.start = b.clock.Now()
+		t.start = b.now().Now()
 	}
 	return err
 }
@@ -328,7 +327,7 @@ func (t *Ticket) Report(err error) {
 	if t == nil || !t.done.CompareAndSwap(false, true) {
 		return
 	}
-	t.b.finish(t.p, t.b.classify(err), err, t.start)
+	t.b.finish(t.p, t.b.cfg.Classify(err), err, t.start)
 }
 
 // admit decides from the snapshot when it can, and asks the breaker's
@@ -351,7 +350,7 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot) (pass, error) {
 		s.rej.add()
 		return pass{}, s.err
 	}
-	r, err := b.ask(ctx, msg{kind: mAdmit})
+	r, err := b.ask(ctx, b.newMsg(mAdmit))
 	if err != nil {
 		return pass{}, err
 	}
@@ -362,7 +361,7 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot) (pass, error) {
 // clock. With real time the breaker's own timer ends the period; reading
 // the clock on every rejection would cost more than the rejection itself.
 func (b *Breaker) due(s *snapshot) bool {
-	return !s.err.Until.IsZero() && !b.clock.Now().Before(s.err.Until)
+	return !s.err.Until.IsZero() && !b.now().Now().Before(s.err.Until)
 }
 
 // errPanicked stands in for the error of a call that panicked.
@@ -375,10 +374,12 @@ var errPanicked = &PanicError{Value: "function panicked"}
 func (b *Breaker) finish(p pass, o Outcome, err error, start time.Time) {
 	var elapsed time.Duration
 	if b.slowAt > 0 {
-		elapsed = b.clock.Since(start)
+		elapsed = b.now().Since(start)
 	}
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt)
-	if quiet && p.snap != nil && b.tally {
+	// Time-based windows need to know when a success happened, so only
+	// count-based ones (or none) take tallies.
+	if quiet && p.snap != nil && b.cfg.WindowDuration == 0 {
 		tally := &p.snap.successes
 		if o == Ignored {
 			tally = &p.snap.ignored
@@ -387,32 +388,31 @@ func (b *Breaker) finish(p pass, o Outcome, err error, start time.Time) {
 			return
 		}
 	}
-	m := msg{kind: mReport, permit: p.Permit, outcome: o, err: err, elapsed: elapsed}
+	m := b.newMsg(mReport)
+	m.permit, m.outcome, m.err, m.elapsed = p.Permit, o, err, elapsed
 	if quiet {
-		_ = b.act.Send(context.Background(), m)
+		b.send(m)
 		return
 	}
 	_, _ = b.ask(context.Background(), m)
 }
 
-// ask sends a request and waits for the answer. Reply channels are
-// recycled, per breaker so that a breaker living in a testing/synctest
-// bubble never hands its channels to code outside it, and only after their
-// answer was received, so a recycled channel is always empty.
-func (b *Breaker) ask(ctx context.Context, m msg) (reply, error) {
-	ch, _ := b.replies.Get().(chan reply)
-	if ch == nil {
-		ch = make(chan reply, 1)
+// ask sends a request and waits for the answer. The message is recycled
+// only after its answer was received, so a recycled reply channel is
+// always empty.
+func (b *Breaker) ask(ctx context.Context, m *msg) (reply, error) {
+	m.wait = true
+	if m.reply == nil {
+		m.reply = make(chan reply, 1)
 	}
-	m.reply = ch
-	r, err := actor.Ask(ctx, b.act, m, ch)
+	r, err := actor.Ask(ctx, &b.act, m, m.reply)
 	if err != nil {
 		if err == actor.ErrStopped {
 			err = ErrClosed
 		}
 		return r, err
 	}
-	b.replies.Put(ch)
+	b.recycle(m)
 	return r, nil
 }
 
@@ -420,7 +420,7 @@ func (b *Breaker) ask(ctx context.Context, m msg) (reply, error) {
 func (b *Breaker) State() State {
 	s := b.snap.Load()
 	if s.state == Open && b.mock && b.due(s) {
-		if r, err := b.ask(context.Background(), msg{kind: mState}); err == nil {
+		if r, err := b.ask(context.Background(), b.newMsg(mState)); err == nil {
 			return r.state
 		}
 	}
@@ -430,11 +430,11 @@ func (b *Breaker) State() State {
 // Counts returns the breaker's counts, including every outcome reported
 // before the call.
 func (b *Breaker) Counts() Counts {
-	r, err := b.ask(context.Background(), msg{kind: mCounts})
+	r, err := b.ask(context.Background(), b.newMsg(mCounts))
 	if err != nil {
 		// Closed: the machine is frozen and safe to read.
 		<-b.act.Done()
-		return b.m.Counts(b.clock.Now())
+		return b.m.Counts(b.now().Now())
 	}
 	return r.counts
 }
@@ -451,7 +451,7 @@ func (b *Breaker) Trip() { b.control(mTrip) }
 // Isolate opens the circuit and holds it open until Reset.
 func (b *Breaker) Isolate() { b.control(mIsolate) }
 
-func (b *Breaker) control(k msgKind) { _, _ = b.ask(context.Background(), msg{kind: k}) }
+func (b *Breaker) control(k msgKind) { _, _ = b.ask(context.Background(), b.newMsg(k)) }
 
 // Subscribe returns a channel that receives every later transition, in
 // order. It never blocks the breaker: if the channel's buffer
@@ -460,7 +460,9 @@ func (b *Breaker) control(k msgKind) { _, _ = b.ask(context.Background(), msg{ki
 // Transition.Missed. The channel is closed when ctx is done or the breaker
 // is closed.
 func (b *Breaker) Subscribe(ctx context.Context) <-chan Transition {
-	r, err := b.ask(ctx, msg{kind: mSubscribe, ctx: ctx})
+	m := b.newMsg(mSubscribe)
+	m.ctx = ctx
+	r, err := b.ask(ctx, m)
 	if err != nil {
 		ch := make(chan Transition)
 		close(ch)
@@ -480,9 +482,16 @@ func (b *Breaker) Close() error {
 	return nil
 }
 
+// breakerActor is the breaker as its goroutine sees it: the handler of
+// its mailbox, kept apart so that Handle and Exit stay out of the API.
+type breakerActor Breaker
+
+func (a *breakerActor) Handle(m *msg) { (*Breaker)(a).handle(m) }
+func (a *breakerActor) Exit()         { (*Breaker)(a).exit() }
+
 // handle runs on the breaker's goroutine for every message.
-func (b *Breaker) handle(m msg) {
-	now := b.clock.Now()
+func (b *Breaker) handle(m *msg) {
+	now := b.now().Now()
 	b.fold(now, b.snap.Load(), 0)
 	var r reply
 	switch m.kind {
@@ -506,22 +515,25 @@ func (b *Breaker) handle(m msg) {
 		if b.hub == nil {
 			b.hub = actor.NewHub(func(t Transition, missed uint64) Transition { t.Missed = missed; return t })
 		}
-		r.sub = b.hub.Subscribe(m.ctx, b.buf, func(id uint64) {
-			_ = b.act.Send(context.Background(), msg{kind: mUnsubscribe, permit: Permit{Gen: id}})
+		r.sub = b.hub.Subscribe(m.ctx, b.cfg.SubscriberBuffer, func(id uint64) {
+			u := b.newMsg(mUnsubscribe)
+			u.permit.Gen = id
+			b.send(u)
 		})
 	case mUnsubscribe:
 		b.hub.Unsubscribe(m.permit.Gen)
 	case mWake:
-		if m.permit.Gen != b.wakeID {
-			return // a timer that was replaced
+		if m.permit.Gen == b.wakeID { // not a timer that was replaced
+			b.timerAt = 0
+			b.m.Advance(now)
 		}
-		b.timerAt = time.Time{}
-		b.m.Advance(now)
 	}
 	b.publish()
-	if m.reply != nil {
-		actor.Reply(m.reply, r)
+	if m.wait {
+		actor.Reply(m.reply, r) // the sender owns m again from here
+		return
 	}
+	b.recycle(m)
 }
 
 // publish hands new transitions out, refreshes the snapshot, and keeps the
@@ -535,8 +547,8 @@ func (b *Breaker) publish() {
 		if b.runner != nil {
 			b.runner.Post(t)
 		}
-		if b.sink != nil {
-			b.sink(t)
+		if b.engine != nil {
+			b.engine.feed(t)
 		}
 	}
 	if s := b.snap.Load(); s.gen != b.m.Generation() {
@@ -548,13 +560,13 @@ func (b *Breaker) publish() {
 			ns.err, ns.rej = b.m.OpenError(), b.rejected
 		}
 		b.snap.Store(ns)
-		b.fold(b.clock.Now(), s, retired)
+		b.fold(b.now().Now(), s, retired)
 	}
 	// Exact probe limits need the breaker's goroutine to hand out slots,
 	// but once they are all taken, callers can be turned away without it.
 	b.snap.Load().full.Store(b.m.ProbesFull())
 	at, ok := b.m.Deadline()
-	if !ok || at.Equal(b.timerAt) {
+	if !ok || at.UnixNano() == b.timerAt {
 		return
 	}
 	if b.timer != nil {
@@ -562,9 +574,11 @@ func (b *Breaker) publish() {
 	}
 	b.wakeID++
 	id := b.wakeID
-	b.timerAt = at
-	b.timer = b.clock.AfterFunc(at.Sub(b.clock.Now()), func() {
-		_ = b.act.Send(context.Background(), msg{kind: mWake, permit: Permit{Gen: id}})
+	b.timerAt = at.UnixNano()
+	b.timer = b.now().AfterFunc(at.Sub(b.now().Now()), func() {
+		w := b.newMsg(mWake)
+		w.permit.Gen = id
+		b.send(w)
 	})
 }
 
@@ -573,15 +587,15 @@ func (b *Breaker) exit() {
 	if b.timer != nil {
 		b.timer.Stop()
 	}
-	now := b.clock.Now()
+	now := b.now().Now()
 	b.fold(now, b.snap.Load(), 0)
 	old := b.snap.Swap(&snapshot{state: b.m.State(), gen: b.m.Generation(), stop: true})
 	b.fold(now, old, retired)
 	if b.hub != nil {
 		b.hub.Close()
 	}
-	if b.onClose != nil {
-		b.onClose(b)
+	if b.engine != nil {
+		b.engine.forget(b)
 	}
 }
 

@@ -216,6 +216,7 @@ func (c Config) normalize() (Config, error) {
 	if c.Classify == nil {
 		c.Classify = DefaultClassify
 	}
+
 	if c.SubscriberBuffer == 0 {
 		c.SubscriberBuffer = 64
 	}

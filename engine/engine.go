@@ -17,7 +17,7 @@ import (
 // creating, closing and subscribing go through the engine's goroutine, so
 // they never race with each other.
 type Engine struct {
-	defaults *Config // normalized, shared by every breaker made from it
+	defaults *Config  // normalized, shared by every breaker made from it
 	breakers sync.Map // name -> *Breaker
 	act      *actor.Actor[engineMsg]
 	dropped  atomic.Uint64 // transitions lost on the way in
@@ -160,17 +160,22 @@ func (e *Engine) handle(m engineMsg) {
 
 func (e *Engine) add(name string, cfg *Config) *Breaker {
 	b := newBreaker(name, cfg)
-	// A breaker never waits on the engine: a transition that finds the
-	// mailbox full is counted and reported as missed.
-	b.sink = func(t Transition) {
-		if !e.act.TrySend(engineMsg{kind: eTransition, t: t}) {
-			e.dropped.Add(1)
-		}
-	}
-	b.onClose = func(b *Breaker) { e.breakers.CompareAndDelete(b.name, b) }
+	b.engine = e
 	e.breakers.Store(name, b)
 	return b
 }
+
+// feed takes a breaker's transition for the engine's stream. A breaker
+// never waits on the engine: a transition that finds the mailbox full is
+// counted and reported as missed.
+func (e *Engine) feed(t Transition) {
+	if !e.act.TrySend(engineMsg{kind: eTransition, t: t}) {
+		e.dropped.Add(1)
+	}
+}
+
+// forget drops a closed breaker, unless its name has a new one already.
+func (e *Engine) forget(b *Breaker) { e.breakers.CompareAndDelete(b.Name(), b) }
 
 // exit closes every breaker, then the engine's subscriptions.
 func (e *Engine) exit() {

@@ -39,7 +39,7 @@ type Machine struct {
 	cause     error
 	streak    int // consecutive open periods since the circuit last closed
 
-	c       Counts // totals and runs; window figures are filled in by Counts
+	c       tally // what Counts reports, less what it derives
 	win     *window
 	probes  []lease
 	probeID uint64
@@ -50,19 +50,26 @@ type Machine struct {
 	events []Transition
 }
 
+// tally is the part of Counts a machine stores.
+type tally struct {
+	Successes, Failures, Ignored, Rejected, SlowCalls, Stale, Reclaimed, Trips uint64
+	ConsecutiveSuccesses, ConsecutiveFailures                                  uint64
+}
+
 // NewMachine returns a closed machine for a breaker of the given name.
 func NewMachine(name string, cfg Config) (*Machine, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
 		return nil, err
 	}
-	return newMachine(name, &cfg), nil
+	m := makeMachine(name, &cfg)
+	return &m, nil
 }
 
-// newMachine returns a machine for a normalized config, which it may
+// makeMachine returns a machine for a normalized config, which it may
 // share with others but never changes.
-func newMachine(name string, cfg *Config) *Machine {
-	return &Machine{name: name, cfg: cfg, gen: 1, win: newWindow(cfg)}
+func makeMachine(name string, cfg *Config) Machine {
+	return Machine{name: name, cfg: cfg, gen: 1, win: newWindow(cfg)}
 }
 
 // State returns the current state. It does not apply timeouts; call
@@ -88,7 +95,12 @@ func (m *Machine) OpenUntil() time.Time { return m.openUntil }
 
 // Counts returns the counts, with the window figures as of now.
 func (m *Machine) Counts(now time.Time) Counts {
-	c := m.c
+	t := m.c
+	c := Counts{
+		Successes: t.Successes, Failures: t.Failures, Ignored: t.Ignored, Rejected: t.Rejected,
+		SlowCalls: t.SlowCalls, Stale: t.Stale, Reclaimed: t.Reclaimed, Trips: t.Trips,
+		ConsecutiveSuccesses: t.ConsecutiveSuccesses, ConsecutiveFailures: t.ConsecutiveFailures,
+	}
 	c.Requests = c.Successes + c.Failures + c.Ignored
 	c.ProbesInFlight = len(m.probes)
 	if m.win != nil {
