@@ -66,6 +66,7 @@ type snapshot struct {
 
 	successes, ignored atomic.Int64
 	full               atomic.Bool // HalfOpen with every probe slot taken
+	idle               atomic.Bool // no call admitted since an Engine's last idle sweep
 }
 
 const retired = math.MinInt64
@@ -337,6 +338,9 @@ func (t *Ticket) Report(err error) {
 func (b *Breaker) admit(ctx context.Context) (pass, error) {
 	s := b.snap.Load()
 	if s.state == Closed && !s.stop {
+		if s.idle.Load() { // written once per sweep, so the line stays shared
+			s.idle.Store(false)
+		}
 		return pass{Permit{Gen: s.gen}, s}, nil
 	}
 	return b.admitSlow(ctx, s)

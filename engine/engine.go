@@ -4,6 +4,9 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/benbjohnson/clock"
 
 	"github.com/nodus/circuitbreaker/actor"
 )
@@ -22,8 +25,11 @@ type Engine struct {
 	act      *actor.Actor[engineMsg]
 	dropped  atomic.Uint64 // transitions lost on the way in
 
+	idle time.Duration // see WithIdleTimeout
+
 	// Owned by the engine's goroutine.
-	hub *actor.Hub[Transition]
+	hub   *actor.Hub[Transition]
+	sweep *clock.Timer
 }
 
 type engineKind uint8
@@ -33,6 +39,7 @@ const (
 	eTransition
 	eSubscribe
 	eUnsubscribe
+	eSweep
 )
 
 type engineMsg struct {
@@ -54,7 +61,7 @@ type engineReply struct {
 
 // New returns a running engine whose breakers default to defaults. It
 // returns a *ConfigError if defaults is invalid.
-func New(defaults Config) (*Engine, error) {
+func New(defaults Config, opts ...Option) (*Engine, error) {
 	defaults, err := defaults.normalize()
 	if err != nil {
 		return nil, err
@@ -63,8 +70,40 @@ func New(defaults Config) (*Engine, error) {
 		defaults: &defaults,
 		hub:      actor.NewHub(func(t Transition, missed uint64) Transition { t.Missed += missed; return t }),
 	}
+	for _, o := range opts {
+		o(e)
+	}
+	if e.idle < 0 {
+		return nil, &ConfigError{Field: "IdleTimeout", Value: e.idle, Rule: "must be >= 0"}
+	}
 	e.act = actor.Start(1024, e.handle, e.exit)
+	e.armSweep()
 	return e, nil
+}
+
+// An Option configures an Engine beyond its breakers' defaults.
+type Option func(*Engine)
+
+// WithIdleTimeout makes the engine close and forget breakers that are
+// closed and have admitted no call for about d (between d and 1.5 d: the
+// engine checks every d/2). A later Engine.Breaker with the same name
+// makes a fresh one. A caller that keeps a *Breaker across idle periods
+// would find it closed (ErrClosed), so with this option look breakers up
+// by name for each use. 0, the default, keeps breakers until Close.
+func WithIdleTimeout(d time.Duration) Option { return func(e *Engine) { e.idle = d } }
+
+// armSweep schedules the next idle sweep, if eviction is on.
+func (e *Engine) armSweep() {
+	if e.idle <= 0 {
+		return
+	}
+	clk := e.defaults.Clock
+	if clk == nil {
+		clk = realTime
+	}
+	e.sweep = clk.AfterFunc(e.idle/2, func() {
+		_ = e.act.Send(context.Background(), engineMsg{kind: eSweep})
+	})
 }
 
 // Breaker returns the breaker with the given name, creating it with the
@@ -155,6 +194,9 @@ func (e *Engine) handle(m engineMsg) {
 		})})
 	case eUnsubscribe:
 		e.hub.Unsubscribe(m.id)
+	case eSweep:
+		e.evictIdle()
+		e.armSweep()
 	}
 }
 
@@ -177,8 +219,27 @@ func (e *Engine) feed(t Transition) {
 // forget drops a closed breaker, unless its name has a new one already.
 func (e *Engine) forget(b *Breaker) { e.breakers.CompareAndDelete(b.Name(), b) }
 
+// evictIdle closes and forgets the breakers that are closed and have
+// admitted no call since the last sweep, and marks the rest to be watched
+// until the next.
+func (e *Engine) evictIdle() {
+	e.breakers.Range(func(_, v any) bool {
+		b := v.(*Breaker)
+		s := b.snap.Load()
+		if s.state != Closed || s.stop || !s.idle.Swap(true) {
+			return true
+		}
+		e.forget(b)
+		_ = b.Close()
+		return true
+	})
+}
+
 // exit closes every breaker, then the engine's subscriptions.
 func (e *Engine) exit() {
+	if e.sweep != nil {
+		e.sweep.Stop()
+	}
 	e.breakers.Range(func(_, v any) bool {
 		_ = v.(*Breaker).Close()
 		return true

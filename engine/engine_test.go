@@ -6,14 +6,15 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func newTestEngine(t *testing.T, defaults Config) *Engine {
+func newTestEngine(t *testing.T, defaults Config, opts ...Option) *Engine {
 	t.Helper()
-	e, err := New(defaults)
+	e, err := New(defaults, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = e.Close() })
 	return e
@@ -138,4 +139,39 @@ func TestEngineSubscriberMissed(t *testing.T) {
 		assert.Equal(t, uint64(4), tr.Seq)
 		assert.Equal(t, uint64(2), tr.Missed)
 	})
+}
+
+func TestEngineEvictsIdleBreakers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newTestEngine(t, Config{FailureThreshold: 1}, WithIdleTimeout(time.Minute))
+		busy, idle, open := e.Breaker("busy"), e.Breaker("idle"), e.Breaker("open")
+		require.Error(t, open.Call(fail))
+		open.Isolate() // stays open however long the test runs
+
+		// Sweeps run every 30s; busy is called between every two of them,
+		// never at the same instant as one.
+		for range 5 {
+			require.NoError(t, busy.Call(succeed))
+			time.Sleep(25 * time.Second)
+		}
+		synctest.Wait() // every sweep so far has run
+
+		_, ok := e.Lookup("idle")
+		assert.False(t, ok, "unused for two sweeps: evicted")
+		require.ErrorIs(t, idle.Call(succeed), ErrClosed)
+		got, ok := e.Lookup("busy")
+		require.True(t, ok)
+		assert.Same(t, busy, got)
+		_, ok = e.Lookup("open")
+		assert.True(t, ok, "only closed breakers are evicted")
+
+		fresh := e.Breaker("idle")
+		require.NotSame(t, idle, fresh)
+		require.NoError(t, fresh.Call(succeed))
+	})
+}
+
+func TestEngineBadIdleTimeout(t *testing.T) {
+	_, err := New(Config{}, WithIdleTimeout(-time.Second))
+	require.EqualError(t, err, "engine: IdleTimeout must be >= 0, got -1s")
 }
