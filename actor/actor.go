@@ -3,6 +3,7 @@ package actor
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 )
 
@@ -67,6 +68,10 @@ func (a *Actor[M]) Init(size int, h Handler[M]) {
 	a.h = h
 }
 
+// lingerYields is how many times an actor's goroutine yields before it
+// ends for want of messages.
+const lingerYields = 3
+
 // schedule accounts for one queued message (or the stop request) and
 // starts a goroutine if none is running. A goroutine runs only while the
 // count is above zero, and every message is counted after it is queued,
@@ -88,6 +93,12 @@ func (a *Actor[M]) run() {
 			return
 		}
 		a.h.Handle(<-a.inbox)
+		// About to go idle: yield a few times first, since a sender that
+		// comes back soon finds the goroutine still running, which costs
+		// far less than starting another.
+		for i := 0; i < lingerYields && a.pending.Load() == 1; i++ {
+			runtime.Gosched()
+		}
 		if a.pending.Add(-1) == 0 {
 			return
 		}

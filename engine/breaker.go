@@ -30,8 +30,8 @@ import (
 // close the Engine it came from) to stop its goroutine.
 type Breaker struct {
 	cfg    *Config // normalized, possibly shared; never changed
-	clock  clock.Clock
-	mock   bool // the clock is driven by hand, so a snapshot can lag it
+	mock   bool    // the clock is driven by hand, so a snapshot can lag it
+	quick  bool    // no slow-call policy, no time-based window: quiet outcomes always tally
 	slowAt time.Duration
 
 	snap     atomic.Pointer[snapshot]
@@ -170,11 +170,11 @@ const mailbox = 4
 func newBreaker(name string, cfg *Config) *Breaker {
 	b := &Breaker{
 		cfg:    cfg,
-		clock:  cfg.Clock,
 		slowAt: cfg.SlowCallThreshold,
 		m:      makeMachine(name, cfg),
 	}
 	_, b.mock = cfg.Clock.(*clock.Mock)
+	b.quick = cfg.SlowCallThreshold == 0 && cfg.WindowDuration == 0
 	if f := cfg.OnStateChange; f != nil {
 		b.runner = actor.NewRunner(func(t Transition) { f(t.Name, t.From, t.To) })
 	}
@@ -373,24 +373,25 @@ var errPanicked = &PanicError{Value: "function panicked"}
 
 // finish reports an outcome. A closed-state success or ignored call that
 // is not slow cannot change the state, so it does not wait: it is added to
-// the snapshot's tally or, with a time-based window (whose buckets need to
-// know when), queued as a message. Everything else waits until applied.
+// the tally of the snapshot it was admitted under. Time-based windows need
+// to know when a success happened, so there it is queued as a message
+// instead. Everything else waits until applied. The common case is kept
+// small enough to inline.
 func (b *Breaker) finish(p pass, o Outcome, err error, start time.Time) {
+	if b.quick && p.snap != nil && o == Success && p.snap.successes.Add(1) > 0 {
+		return
+	}
+	b.report(p, o, err, start)
+}
+
+func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 	var elapsed time.Duration
 	if b.slowAt > 0 {
 		elapsed = b.now().Since(start)
 	}
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt)
-	// Time-based windows need to know when a success happened, so only
-	// count-based ones (or none) take tallies.
-	if quiet && p.snap != nil && b.cfg.WindowDuration == 0 {
-		tally := &p.snap.successes
-		if o == Ignored {
-			tally = &p.snap.ignored
-		}
-		if tally.Add(1) > 0 {
-			return
-		}
+	if quiet && p.snap != nil && b.cfg.WindowDuration == 0 && (o == Ignored || !b.quick) && p.snap.tally(o) {
+		return
 	}
 	m := b.newMsg(mReport)
 	m.permit, m.outcome, m.err, m.elapsed = p.Permit, o, err, elapsed
@@ -399,6 +400,16 @@ func (b *Breaker) finish(p pass, o Outcome, err error, start time.Time) {
 		return
 	}
 	_, _ = b.ask(context.Background(), m)
+}
+
+// tally counts a success or ignored outcome of a call admitted under s. It
+// returns false if s has been retired, in which case the outcome is stale
+// and must be reported as a message.
+func (s *snapshot) tally(o Outcome) bool {
+	if o == Ignored {
+		return s.ignored.Add(1) > 0
+	}
+	return s.successes.Add(1) > 0
 }
 
 // ask sends a request and waits for the answer. The message is recycled
