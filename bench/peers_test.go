@@ -1,0 +1,430 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/afex/hystrix-go/hystrix"
+	"github.com/benbjohnson/clock"
+	"github.com/cenk/backoff"
+	"github.com/eapache/go-resiliency/breaker"
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	rubyist "github.com/rubyist/circuitbreaker"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/nodus/circuitbreaker/engine"
+)
+
+// A subject is one library (or one entry point of one) set up for a
+// scenario. It returns the function a benchmark calls once per operation:
+// run work through the breaker. Every library is configured as close to
+// the others as its API allows; where it cannot be, the subject says so.
+//
+// cep21/circuit is not here: the module proxy this project builds against
+// refuses to serve it, so it cannot be built in the same run.
+type subject struct {
+	name string
+	// closed: a closed breaker that stays closed (consecutive-failure
+	// threshold 1000, far above what 10% failures can reach).
+	closed func(b *testing.B) func(work func() error) error
+	// open: a breaker tripped before timing, open for an hour.
+	open func(b *testing.B) func(work func() error) error
+	// halfOpen: a breaker in half-open whose one probe slot is held by a
+	// call that does not finish while timing. nil when the library has no
+	// half-open limit.
+	halfOpen func(b *testing.B) func(work func() error) error
+}
+
+var (
+	errWork = errors.New("upstream failed")
+	errOpen = errors.New("open")
+	ok      = func() error { return nil }
+	bad     = func() error { return errWork }
+	hour    = time.Hour
+)
+
+const threshold = 1000
+
+// ours builds subjects for this project's entry points.
+func ours(name string, call func(*engine.Breaker) func(func() error) error) subject {
+	newB := func(b *testing.B, cfg engine.Config) *engine.Breaker {
+		br, err := engine.NewBreaker("bench", cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = br.Close() })
+		return br
+	}
+	return subject{
+		name: "circuitbreaker-" + name,
+		closed: func(b *testing.B) func(func() error) error {
+			return call(newB(b, engine.Config{FailureThreshold: threshold}))
+		},
+		open: func(b *testing.B) func(func() error) error {
+			br := newB(b, engine.Config{RecoveryTimeout: hour})
+			br.Trip()
+			return call(br)
+		},
+		halfOpen: func(b *testing.B) func(func() error) error {
+			mock := clock.NewMock()
+			br := newB(b, engine.Config{RecoveryTimeout: time.Second, ProbeLease: hour, Clock: mock})
+			br.Trip()
+			mock.Add(time.Second)
+			if _, err := br.Admit(context.Background()); err != nil { // the held probe
+				b.Fatal(err)
+			}
+			return call(br)
+		},
+	}
+}
+
+var subjects = []subject{
+	{
+		name:   "baseline-direct",
+		closed: func(*testing.B) func(func() error) error { return func(w func() error) error { return w() } },
+		open:   func(*testing.B) func(func() error) error { return func(func() error) error { return errOpen } },
+	},
+	{
+		// The physical floor: an atomic load to admit, an atomic add to count.
+		name: "baseline-atomic",
+		closed: func(*testing.B) func(func() error) error {
+			return atomicBaseline(false)
+		},
+		open: func(*testing.B) func(func() error) error {
+			return atomicBaseline(true)
+		},
+	},
+	ours("Call", func(br *engine.Breaker) func(func() error) error { return br.Call }),
+	ours("Do", func(br *engine.Breaker) func(func() error) error {
+		ctx := context.Background()
+		return func(w func() error) error { return br.Do(ctx, func(context.Context) error { return w() }) }
+	}),
+	ours("Execute", func(br *engine.Breaker) func(func() error) error {
+		ctx := context.Background()
+		return func(w func() error) error {
+			_, err := engine.Execute(ctx, br, func(context.Context) (int, error) { return 1, w() })
+			return err
+		}
+	}),
+	ours("AdmitReport", func(br *engine.Breaker) func(func() error) error {
+		ctx := context.Background()
+		return func(w func() error) error {
+			t, err := br.Admit(ctx)
+			if err != nil {
+				return err
+			}
+			err = w()
+			t.Report(err)
+			return err
+		}
+	}),
+	ours("Async", func(br *engine.Breaker) func(func() error) error {
+		ctx := context.Background()
+		return func(w func() error) error {
+			r := <-engine.Async(ctx, br, func(context.Context) (int, error) { return 1, w() })
+			return r.Err
+		}
+	}),
+	{
+		name: "gobreaker-Execute",
+		closed: func(*testing.B) func(func() error) error {
+			return gobreakerExecute(gobreaker.NewCircuitBreaker[int](gobreaker.Settings{
+				ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= threshold },
+			}))
+		},
+		open: func(*testing.B) func(func() error) error {
+			cb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{Timeout: hour})
+			for range 6 { // the default ReadyToTrip opens after more than 5
+				_, _ = cb.Execute(func() (int, error) { return 0, errWork })
+			}
+			return gobreakerExecute(cb)
+		},
+		halfOpen: func(b *testing.B) func(func() error) error {
+			cb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{Timeout: time.Millisecond, ReadyToTrip: func(gobreaker.Counts) bool { return true }})
+			_, _ = cb.Execute(func() (int, error) { return 0, errWork })
+			time.Sleep(2 * time.Millisecond) // setup only: gobreaker has no clock to drive
+			hold(b, func(wait func() error) { _, _ = cb.Execute(func() (int, error) { return 0, wait() }) })
+			return gobreakerExecute(cb)
+		},
+	},
+	{
+		name: "gobreaker-TwoStep",
+		closed: func(*testing.B) func(func() error) error {
+			return gobreakerTwoStep(gobreaker.NewTwoStepCircuitBreaker[int](gobreaker.Settings{
+				ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= threshold },
+			}))
+		},
+		open: func(*testing.B) func(func() error) error {
+			cb := gobreaker.NewTwoStepCircuitBreaker[int](gobreaker.Settings{Timeout: hour})
+			for range 6 {
+				done, _ := cb.Allow()
+				done(errWork)
+			}
+			return gobreakerTwoStep(cb)
+		},
+		halfOpen: func(b *testing.B) func(func() error) error {
+			cb := gobreaker.NewTwoStepCircuitBreaker[int](gobreaker.Settings{Timeout: time.Millisecond, ReadyToTrip: func(gobreaker.Counts) bool { return true }})
+			done, _ := cb.Allow()
+			done(errWork)
+			time.Sleep(2 * time.Millisecond)
+			if _, err := cb.Allow(); err != nil { // the held probe, never reported
+				b.Fatal(err)
+			}
+			return gobreakerTwoStep(cb)
+		},
+	},
+	{
+		name: "failsafe-Run",
+		closed: func(*testing.B) func(func() error) error {
+			return failsafeRun(circuitbreaker.NewBuilder[any]().WithFailureThreshold(threshold).Build())
+		},
+		open: func(*testing.B) func(func() error) error {
+			cb := circuitbreaker.NewBuilder[any]().WithDelay(hour).Build()
+			cb.Open()
+			return failsafeRun(cb)
+		},
+		halfOpen: func(b *testing.B) func(func() error) error {
+			cb := failsafeHalfOpen(b)
+			return failsafeRun(cb)
+		},
+	},
+	{
+		name: "failsafe-Permit",
+		closed: func(*testing.B) func(func() error) error {
+			return failsafePermit(circuitbreaker.NewBuilder[any]().WithFailureThreshold(threshold).Build())
+		},
+		open: func(*testing.B) func(func() error) error {
+			cb := circuitbreaker.NewBuilder[any]().WithDelay(hour).Build()
+			cb.Open()
+			return failsafePermit(cb)
+		},
+		halfOpen: func(b *testing.B) func(func() error) error {
+			return failsafePermit(failsafeHalfOpen(b))
+		},
+	},
+	{
+		// eapache counts errors within its timeout rather than in a row,
+		// and has no half-open limit (every call in half-open runs), so
+		// it has no half-open subject.
+		name: "eapache",
+		closed: func(*testing.B) func(func() error) error {
+			return eapacheRun(breaker.New(1<<30, 1, hour))
+		},
+		open: func(*testing.B) func(func() error) error {
+			br := breaker.New(1, 1, hour)
+			_ = br.Run(bad)
+			return eapacheRun(br)
+		},
+	},
+	{
+		// hystrix-go trips on an error percentage (set to 100%, which 10%
+		// failures never reach) rather than consecutive failures, and runs
+		// every call on goroutines of its own.
+		name: "hystrix",
+		closed: func(*testing.B) func(func() error) error {
+			return hystrixDo(hystrixCommand(hystrix.CommandConfig{Timeout: 60_000, MaxConcurrentRequests: 1 << 20, ErrorPercentThreshold: 100, RequestVolumeThreshold: threshold}))
+		},
+		open: func(b *testing.B) func(func() error) error {
+			name := hystrixCommand(hystrix.CommandConfig{Timeout: 60_000, MaxConcurrentRequests: 1 << 20, ErrorPercentThreshold: 1, RequestVolumeThreshold: 1, SleepWindow: int(hour / time.Millisecond)})
+			hystrixTrip(b, name)
+			return hystrixDo(name)
+		},
+		halfOpen: func(b *testing.B) func(func() error) error {
+			name := hystrixCommand(hystrix.CommandConfig{Timeout: 60_000, MaxConcurrentRequests: 1 << 20, ErrorPercentThreshold: 1, RequestVolumeThreshold: 1, SleepWindow: 1})
+			hystrixTrip(b, name)
+			time.Sleep(2 * time.Millisecond)
+			hold(b, func(wait func() error) { _ = hystrix.Do(name, wait, nil) })
+			return hystrixDo(name)
+		},
+	},
+	{
+		// rubyist's half-open admits one call per backoff interval.
+		name: "rubyist",
+		closed: func(*testing.B) func(func() error) error {
+			return rubyistCall(rubyist.NewConsecutiveBreaker(threshold))
+		},
+		open: func(*testing.B) func(func() error) error {
+			cb := rubyist.NewBreakerWithOptions(&rubyist.Options{BackOff: backoff.NewConstantBackOff(hour)})
+			cb.Trip()
+			return rubyistCall(cb)
+		},
+		halfOpen: func(b *testing.B) func(func() error) error {
+			cb := rubyist.NewBreakerWithOptions(&rubyist.Options{BackOff: backoff.NewConstantBackOff(time.Millisecond)})
+			cb.Trip()
+			time.Sleep(2 * time.Millisecond)
+			hold(b, func(wait func() error) { _ = cb.Call(wait, 0) })
+			return rubyistCall(cb)
+		},
+	},
+}
+
+func atomicBaseline(open bool) func(func() error) error {
+	var state, successes, failures atomic.Int64
+	if open {
+		state.Store(1)
+	}
+	return func(w func() error) error {
+		if state.Load() != 0 {
+			return errOpen
+		}
+		err := w()
+		if err != nil {
+			failures.Add(1)
+		} else {
+			successes.Add(1)
+		}
+		return err
+	}
+}
+
+func gobreakerExecute(cb *gobreaker.CircuitBreaker[int]) func(func() error) error {
+	return func(w func() error) error {
+		_, err := cb.Execute(func() (int, error) { return 1, w() })
+		return err
+	}
+}
+
+func gobreakerTwoStep(cb *gobreaker.TwoStepCircuitBreaker[int]) func(func() error) error {
+	return func(w func() error) error {
+		done, err := cb.Allow()
+		if err != nil {
+			return err
+		}
+		err = w()
+		done(err)
+		return err
+	}
+}
+
+func failsafeRun(cb circuitbreaker.CircuitBreaker[any]) func(func() error) error {
+	ex := failsafe.With[any](cb)
+	return func(w func() error) error { return ex.Run(w) }
+}
+
+func failsafePermit(cb circuitbreaker.CircuitBreaker[any]) func(func() error) error {
+	return func(w func() error) error {
+		if !cb.TryAcquirePermit() {
+			return circuitbreaker.ErrOpen
+		}
+		err := w()
+		if err != nil {
+			cb.RecordError(err)
+		} else {
+			cb.RecordSuccess()
+		}
+		return err
+	}
+}
+
+func failsafeHalfOpen(b *testing.B) circuitbreaker.CircuitBreaker[any] {
+	cb := circuitbreaker.NewBuilder[any]().WithDelay(time.Millisecond).Build()
+	cb.Open()
+	time.Sleep(2 * time.Millisecond)
+	if !cb.TryAcquirePermit() { // the held probe, never recorded
+		b.Fatal("failsafe: no half-open permit")
+	}
+	return cb
+}
+
+func eapacheRun(br *breaker.Breaker) func(func() error) error {
+	return func(w func() error) error { return br.Run(w) }
+}
+
+var hystrixSeq atomic.Int64
+
+func hystrixCommand(cfg hystrix.CommandConfig) string {
+	name := fmt.Sprintf("bench-%d", hystrixSeq.Add(1))
+	hystrix.ConfigureCommand(name, cfg)
+	return name
+}
+
+func hystrixDo(name string) func(func() error) error {
+	return func(w func() error) error { return hystrix.Do(name, w, nil) }
+}
+
+// hystrixTrip fails calls until the circuit reports open; hystrix-go
+// updates its metrics on a goroutine, so it takes a few.
+func hystrixTrip(b *testing.B, name string) {
+	cb, _, _ := hystrix.GetCircuit(name)
+	for i := 0; !cb.IsOpen(); i++ {
+		if i == 10_000 {
+			b.Fatal("hystrix: circuit did not open")
+		}
+		_ = hystrix.Do(name, bad, nil)
+		time.Sleep(time.Millisecond) // setup only: wait for hystrix's metrics goroutine
+	}
+}
+
+func rubyistCall(cb *rubyist.Breaker) func(func() error) error {
+	return func(w func() error) error { return cb.Call(w, 0) }
+}
+
+// hold starts a call through the breaker that does not finish until the
+// benchmark ends, so it keeps the half-open probe slot taken.
+func hold(b *testing.B, call func(wait func() error)) {
+	release, started := make(chan struct{}), make(chan struct{})
+	go call(func() error { close(started); <-release; return nil })
+	<-started
+	b.Cleanup(func() { close(release) })
+}
+
+// run times fn for each subject that has a setup for this scenario.
+func run(b *testing.B, setup func(subject) func(*testing.B) func(func() error) error, fn func(b *testing.B, call func(func() error) error)) {
+	for _, s := range subjects {
+		mk := setup(s)
+		if mk == nil {
+			continue
+		}
+		b.Run(s.name, func(b *testing.B) {
+			call := mk(b)
+			b.ReportAllocs()
+			b.ResetTimer()
+			fn(b, call)
+		})
+	}
+}
+
+func closed(s subject) func(*testing.B) func(func() error) error   { return s.closed }
+func open(s subject) func(*testing.B) func(func() error) error     { return s.open }
+func halfOpen(s subject) func(*testing.B) func(func() error) error { return s.halfOpen }
+
+func serial(work func() error) func(*testing.B, func(func() error) error) {
+	return func(b *testing.B, call func(func() error) error) {
+		for b.Loop() {
+			_ = call(work)
+		}
+	}
+}
+
+// parallel runs calls from p goroutines per core; every tenth call of
+// each goroutine fails when failEvery10 is set.
+func parallel(p int, work func() error, failEvery10 bool) func(*testing.B, func(func() error) error) {
+	return func(b *testing.B, call func(func() error) error) {
+		b.SetParallelism(p)
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				w := work
+				if failEvery10 {
+					if i++; i == 10 {
+						i, w = 0, bad
+					}
+				}
+				_ = call(w)
+			}
+		})
+	}
+}
+
+func BenchmarkClosedSerial(b *testing.B)      { run(b, closed, serial(ok)) }
+func BenchmarkClosedParallel1(b *testing.B)   { run(b, closed, parallel(1, ok, false)) }
+func BenchmarkClosedParallel8(b *testing.B)   { run(b, closed, parallel(8, ok, false)) }
+func BenchmarkOpenSerial(b *testing.B)        { run(b, open, serial(ok)) }
+func BenchmarkOpenParallel8(b *testing.B)     { run(b, open, parallel(8, ok, false)) }
+func BenchmarkFailures10Pct8(b *testing.B)    { run(b, closed, parallel(8, ok, true)) }
+func BenchmarkHalfOpenParallel8(b *testing.B) { run(b, halfOpen, parallel(8, ok, false)) }
