@@ -100,8 +100,7 @@ func BenchmarkFailureStorm(b *testing.B) {
 	for _, g := range []int{2, 16, 64} {
 		b.Run(fmt.Sprintf("senders=%d", g), func(b *testing.B) {
 			br := benchBreaker(b, Config{FailureThreshold: 1 << 30})
-			lat := make([][]time.Duration, 0, g)
-			var mu atomic.Int32 // index of the next latency slice
+			var next atomic.Int32 // index of the next latency slice
 			all := make([][]time.Duration, g*runtime.GOMAXPROCS(0))
 			b.SetParallelism(max(1, g/runtime.GOMAXPROCS(0)))
 			start := time.Now()
@@ -112,13 +111,10 @@ func BenchmarkFailureStorm(b *testing.B) {
 					_ = br.Call(fail)
 					mine = append(mine, time.Since(t0))
 				}
-				all[mu.Add(1)-1] = mine
+				all[next.Add(1)-1] = mine
 			})
 			elapsed := time.Since(start)
-			for _, l := range all {
-				lat = append(lat, l)
-			}
-			flat := slices.Concat(lat...)
+			flat := slices.Concat(all...)
 			slices.Sort(flat)
 			if len(flat) > 0 {
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "reports/s")

@@ -54,7 +54,8 @@ type Config struct {
 
 	// FailureRateThreshold opens the circuit when the share of failures in
 	// the sliding window reaches it, once the window holds MinimumCalls
-	// calls. 0 turns the policy off; otherwise it must be in (0, 1].
+	// calls; it is checked after every call. 0 turns the policy off;
+	// otherwise it must be in (0, 1].
 	FailureRateThreshold float64
 	// SlowCallThreshold marks a call that takes at least this long as
 	// slow, whatever its outcome. 0 turns slow-call detection off. A slow
@@ -65,15 +66,15 @@ type Config struct {
 	// calls. 0 means 1 (every call slow) when SlowCallThreshold is set.
 	SlowCallRateThreshold float64
 	// WindowSize makes the sliding window count-based: the last WindowSize
-	// calls. 0 means 100 when a rate policy is set and WindowDuration is
-	// not.
+	// calls, at most 1,000,000. 0 means 100 when a rate policy is set and
+	// WindowDuration is not.
 	WindowSize int
 	// WindowDuration makes the sliding window time-based: the calls of the
 	// last WindowDuration, kept in WindowBuckets buckets. It cannot be
 	// combined with WindowSize.
 	WindowDuration time.Duration
-	// WindowBuckets is the number of buckets of a time-based window; the
-	// window slides one bucket at a time. 0 means 10.
+	// WindowBuckets is the number of buckets of a time-based window, at
+	// most 10,000; the window slides one bucket at a time. 0 means 10.
 	WindowBuckets int
 	// MinimumCalls is how many calls the window must hold before the rate
 	// policies may open the circuit. 0 means 20, or WindowSize if smaller.
@@ -103,6 +104,13 @@ type Config struct {
 	// 64.
 	SubscriberBuffer int
 }
+
+// The largest windows a Config may ask for: each breaker holds its window
+// in memory.
+const (
+	maxWindow  = 1_000_000
+	maxBuckets = 10_000
+)
 
 // DefaultClassify is the classifier used when Config.Classify is nil: nil
 // is a Success, an error matching context.Canceled is Ignored (the caller
@@ -153,14 +161,14 @@ func (c Config) normalize() (Config, error) {
 		return bad("SlowCallRateThreshold", c.SlowCallRateThreshold, "must be in [0, 1]")
 	case c.SlowCallRateThreshold > 0 && c.SlowCallThreshold == 0:
 		return bad("SlowCallThreshold", c.SlowCallThreshold, "must be > 0 when SlowCallRateThreshold is set")
-	case c.WindowSize < 0:
-		return bad("WindowSize", c.WindowSize, "must be >= 0")
+	case c.WindowSize < 0 || c.WindowSize > maxWindow:
+		return bad("WindowSize", c.WindowSize, "must be in [0, 1000000]")
 	case c.WindowDuration < 0:
 		return bad("WindowDuration", c.WindowDuration, "must be >= 0")
 	case c.WindowSize > 0 && c.WindowDuration > 0:
 		return bad("WindowDuration", c.WindowDuration, "must be 0 when WindowSize is set")
-	case c.WindowBuckets < 0:
-		return bad("WindowBuckets", c.WindowBuckets, "must be >= 0")
+	case c.WindowBuckets < 0 || c.WindowBuckets > maxBuckets:
+		return bad("WindowBuckets", c.WindowBuckets, "must be in [0, 10000]")
 	case c.MinimumCalls < 0:
 		return bad("MinimumCalls", c.MinimumCalls, "must be >= 0")
 	case c.SubscriberBuffer < 0:

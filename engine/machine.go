@@ -195,8 +195,8 @@ func (m *Machine) Report(now time.Time, p Permit, o Outcome, err error, elapsed 
 		if m.win != nil {
 			m.win.add(now, o == Failure, slow)
 		}
-		if o == Failure || slow {
-			m.checkTrip(now, o, err)
+		if o == Failure || slow || m.win != nil {
+			m.checkTrip(now, o, err, slow)
 		}
 	case HalfOpen:
 		m.probeVerdict(now, o, err, slow, elapsed)
@@ -224,6 +224,7 @@ func (m *Machine) ReportN(now time.Time, p Permit, o Outcome, n uint64) bool {
 	m.c.ConsecutiveFailures = 0
 	if m.win != nil {
 		m.win.addSuccesses(now, n)
+		m.checkTrip(now, Success, nil, false)
 	}
 	return true
 }
@@ -255,7 +256,10 @@ func (m *Machine) retryAfter(err error) time.Duration {
 	return min(retryAfter(err), m.cfg.MaxRecoveryTimeout)
 }
 
-func (m *Machine) checkTrip(now time.Time, o Outcome, err error) {
+// checkTrip applies the trip policies after an outcome in the closed
+// state. The rate policies are checked after every outcome, ShouldTrip
+// after failures and slow calls only.
+func (m *Machine) checkTrip(now time.Time, o Outcome, err error, slow bool) {
 	if o == Failure {
 		if ra := m.retryAfter(err); ra > 0 {
 			m.trip(now, fmt.Sprintf("retry-after %s from upstream", ra), err, ra)
@@ -280,7 +284,7 @@ func (m *Machine) checkTrip(now time.Time, o Outcome, err error) {
 			}
 		}
 	}
-	if m.cfg.ShouldTrip != nil && m.cfg.ShouldTrip(m.Counts(now)) {
+	if m.cfg.ShouldTrip != nil && (o == Failure || slow) && m.cfg.ShouldTrip(m.Counts(now)) {
 		m.trip(now, "ShouldTrip returned true", err, 0)
 	}
 }
@@ -295,15 +299,19 @@ func (m *Machine) Advance(now time.Time) {
 		m.transition(now, HalfOpen, "recovery timeout elapsed")
 	}
 	if m.state == HalfOpen {
+		expired := 0
 		for _, l := range m.probes {
 			if !now.Before(l.deadline) {
-				m.c.Reclaimed++
-				m.c.Failures++
-				m.c.ConsecutiveFailures++
-				m.c.ConsecutiveSuccesses = 0
-				m.trip(now, fmt.Sprintf("probe lease expired after %s", m.cfg.ProbeLease), nil, 0)
-				return
+				expired++
 			}
+		}
+		if expired > 0 {
+			n := uint64(expired)
+			m.c.Reclaimed += n
+			m.c.Failures += n
+			m.c.ConsecutiveFailures += n
+			m.c.ConsecutiveSuccesses = 0
+			m.trip(now, fmt.Sprintf("probe lease expired after %s", m.cfg.ProbeLease), nil, 0)
 		}
 	}
 }
@@ -372,8 +380,12 @@ func (m *Machine) trip(now time.Time, reason string, cause error, ra time.Durati
 			// The name keeps breakers that share a Seed out of step.
 			m.rng = rand.New(rand.NewPCG(seed, fnv64a(m.name)))
 		}
-		d = time.Duration(float64(d) * (1 + j*(2*m.rng.Float64()-1)))
-		d = min(d, m.cfg.MaxRecoveryTimeout)
+		// In floating point, so that a period near the cap cannot overflow.
+		if f := float64(d) * (1 + j*(2*m.rng.Float64()-1)); f < float64(m.cfg.MaxRecoveryTimeout) {
+			d = time.Duration(f)
+		} else {
+			d = m.cfg.MaxRecoveryTimeout
+		}
 	}
 	d = max(d, ra)
 	m.openFor, m.openUntil = d, now.Add(d)
