@@ -325,10 +325,22 @@ func (b *Breaker) admitTicket(ctx context.Context, t *Ticket) (err error) {
 // the first Report of a ticket counts; later ones, and Report on a nil
 // ticket, do nothing.
 func (t *Ticket) Report(err error) {
+	if t == nil {
+		return
+	}
+	t.ReportAs(t.b.cfg.Classify(err), err)
+}
+
+// ReportAs records the call's outcome as o, for callers that classify
+// outcomes themselves (an LLM client that tells a rate limit from a bad
+// request, say). err is still read for a Retry-After hint and kept as the
+// cause if the outcome opens the circuit. Like Report, only the first
+// report of a ticket counts.
+func (t *Ticket) ReportAs(o Outcome, err error) {
 	if t == nil || !t.done.CompareAndSwap(false, true) {
 		return
 	}
-	t.b.finish(t.p, t.b.cfg.Classify(err), err, t.start)
+	t.b.finish(t.p, o, err, t.start)
 }
 
 // admit decides from the snapshot when it can, and asks the breaker's

@@ -535,3 +535,18 @@ func TestStaleSuccessAfterRetirement(t *testing.T) {
 	assert.Equal(t, uint64(1), c.Stale)
 	assert.Equal(t, uint64(0), c.Successes)
 }
+
+func TestTicketReportAs(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 1})
+	tk, err := b.Admit(t.Context())
+	require.NoError(t, err)
+	tk.ReportAs(Ignored, errBoom) // the caller knows better than the classifier
+	tk.Report(errBoom)            // a repeat: no-op
+	assert.Equal(t, Closed, b.State())
+	assert.Equal(t, uint64(1), b.Counts().Ignored)
+
+	tk, err = b.Admit(t.Context())
+	require.NoError(t, err)
+	tk.ReportAs(Failure, nil)
+	assert.Equal(t, Open, b.State())
+}

@@ -121,6 +121,15 @@ func (e *Engine) Breaker(name string) *Breaker {
 	return b
 }
 
+// Clock returns the clock of the engine's breakers (Config.Clock, or real
+// time).
+func (e *Engine) Clock() clock.Clock {
+	if c := e.defaults.Clock; c != nil {
+		return c
+	}
+	return realTime
+}
+
 // Lookup returns the breaker with the given name, if there is one.
 func (e *Engine) Lookup(name string) (*Breaker, bool) {
 	b, ok := e.breakers.Load(name)

@@ -1,0 +1,159 @@
+package llm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nodus/circuitbreaker/engine"
+)
+
+// Kind is the class of a failed call, which decides how the breakers count
+// it (see the table in docs/llm.md).
+type Kind string
+
+const (
+	KindRateLimited    Kind = "rate_limited"    // 429: too many requests for now
+	KindQuotaExhausted Kind = "quota_exhausted" // out of credit or over a spend limit
+	KindOverloaded     Kind = "overloaded"      // 529 / 503: the provider is overloaded
+	KindServerError    Kind = "server_error"    // other 5xx
+	KindTimeout        Kind = "timeout"         // the call or the caller's deadline timed out
+	KindTransport      Kind = "transport"       // no HTTP answer: connection refused, reset, DNS...
+	KindAuth           Kind = "auth"            // 401, 403: the key is not good
+	KindNotFound       Kind = "not_found"       // 404: no such model
+	KindBadRequest     Kind = "bad_request"     // 400, 413, 422, or refused before any network call
+	KindCanceled       Kind = "canceled"        // the caller gave up
+	KindTruncated      Kind = "truncated"       // a stream that ended before it finished
+)
+
+// CallError is a failed call, classified. It unwraps to the provider's
+// own error, so errors.As finds the SDK's error type through it.
+type CallError struct {
+	Provider   string
+	Model      string
+	Kind       Kind
+	StatusCode int           // the HTTP status, if there was one
+	RetryAfter time.Duration // how long the provider asked callers to wait, if it said
+	RequestID  string        // the provider's request id, for support tickets
+	Err        error
+}
+
+func (e *CallError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "llm: %s", e.Provider)
+	if e.Model != "" {
+		fmt.Fprintf(&b, "/%s", e.Model)
+	}
+	fmt.Fprintf(&b, ": %s", e.Kind)
+	if e.StatusCode != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.StatusCode)
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, ", retry after %s", e.RetryAfter)
+	}
+	if e.RequestID != "" {
+		fmt.Fprintf(&b, ", request id %s", e.RequestID)
+	}
+	cause := e.Err
+	if inner, ok := cause.(*CallError); ok {
+		cause = inner.Err // a CallError completed by BreakerClient: say it once
+	}
+	if cause != nil {
+		fmt.Fprintf(&b, ": %v", cause)
+	}
+	return b.String()
+}
+
+func (e *CallError) Unwrap() error { return e.Err }
+
+// CircuitOpenError is returned, without a network call, while a breaker
+// refuses calls to the provider or model. It matches engine.ErrOpen.
+type CircuitOpenError struct {
+	Provider   string
+	Model      string        // empty when the provider's own breaker is open
+	RetryAfter time.Duration // until the circuit lets a probe through, as best known
+	Err        *engine.OpenError
+}
+
+func (e *CircuitOpenError) Error() string {
+	target := e.Provider
+	if e.Model != "" {
+		target += "/" + e.Model
+	}
+	return fmt.Sprintf("llm: circuit open for %s, retry after %s", target, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Is reports whether target is engine.ErrOpen.
+func (e *CircuitOpenError) Is(target error) bool { return target == engine.ErrOpen }
+
+func (e *CircuitOpenError) Unwrap() error { return e.Err }
+
+// KindOf returns the kind of err: a *CallError's own, or one inferred from
+// a plain error (cancellation, a deadline, a network timeout, or else a
+// transport failure).
+func KindOf(err error) Kind {
+	var ce *CallError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce.Kind
+	case errors.Is(err, context.Canceled):
+		return KindCanceled
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return KindTimeout
+	}
+	return KindTransport
+}
+
+// KindForStatus maps an HTTP status to a kind, for adapters. Quota
+// exhaustion travels as a 429 or 403 with a provider-specific code, so
+// adapters check for it first.
+func KindForStatus(status int) Kind {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return KindRateLimited
+	case status == 529, status == http.StatusServiceUnavailable:
+		return KindOverloaded
+	case status == http.StatusRequestTimeout, status == http.StatusGatewayTimeout:
+		return KindTimeout
+	case status >= 500:
+		return KindServerError
+	case status == http.StatusUnauthorized, status == http.StatusForbidden:
+		return KindAuth
+	case status == http.StatusNotFound:
+		return KindNotFound
+	}
+	return KindBadRequest
+}
+
+// ParseRetryAfter reads how long a response asks the caller to wait: the
+// retry-after-ms header (milliseconds) if present, else Retry-After, in
+// seconds or as an HTTP date relative to now. It returns false if neither
+// is present and valid.
+func ParseRetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	if v := strings.TrimSpace(h.Get("Retry-After-Ms")); v != "" {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms >= 0 && ms < math.MaxInt64/float64(time.Millisecond) {
+			return time.Duration(ms * float64(time.Millisecond)), true
+		}
+	}
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		if s >= 0 && s < math.MaxInt64/float64(time.Second) {
+			return time.Duration(s * float64(time.Second)), true
+		}
+		return 0, false
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
