@@ -56,7 +56,12 @@ func TestScenarios(t *testing.T) {
 			require.NoError(t, err)
 			assert.Contains(t, out, "closed → open", "every story trips a breaker")
 			assert.Contains(t, out, "half_open → closed", "and every story recovers")
-			assert.Contains(t, out, "The breakers kept")
+			if name == "llm" {
+				assert.Contains(t, out, "retry-after 20s from upstream")
+				assert.Contains(t, out, "went straight to the secondary")
+			} else {
+				assert.Contains(t, out, "The breakers kept")
+			}
 		})
 	}
 }
@@ -152,6 +157,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--svg", filepath.Join(t.TempDir(), "missing", "x.svg")}, "--svg"},
 		{[]string{"--bogus"}, "bogus"},
 		{[]string{"stray"}, "stray"},
+		{[]string{"--scenario", "llm", "--real"}, "--real"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, err := runDemo(t, tc.args...)

@@ -199,9 +199,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sc, _ := findScenario(o.scenario)
 
 	var r *result
-	if o.real {
+	switch {
+	case sc.name == llmScenario.name && o.real:
+		return badFlag("real", "the llm scenario runs only on the mock clock")
+	case sc.name == llmScenario.name:
+		r, err = simulateLLM(ctx, o, sc)
+	case o.real:
 		r, err = runReal(ctx, o, sc, stdout, stderr)
-	} else {
+	default:
 		r, err = simulate(ctx, o, sc)
 	}
 	if err != nil {

@@ -155,10 +155,18 @@ func summary(w io.Writer, r *result) {
 		row = func(name string, with, _ any) { fmt.Fprintf(w, "  %-40s %14v\n", name, with) }
 	}
 	row("", "with breakers", "without")
-	row("calls attempted", t.attempted, t.attempted)
-	row("calls that reached the upstream", t.reached, t.attempted)
-	row("calls rejected fast", t.rejected, 0)
-	row("errors clients saw (failed + rejected)", t.failed+t.rejected, t.plainFailed)
+	if r.sc.name == llmScenario.name {
+		row("calls", t.attempted, t.attempted)
+		row("calls that reached the primary", t.reached, t.attempted)
+		row("429s and errors the primary answered", t.upFailed, t.plainFailed)
+		row("calls sent straight to the secondary", t.rejected, 0)
+		row("errors clients saw (after fallback)", t.failed, t.lost)
+	} else {
+		row("calls attempted", t.attempted, t.attempted)
+		row("calls that reached the upstream", t.reached, t.attempted)
+		row("calls rejected fast", t.rejected, 0)
+		row("errors clients saw (failed + rejected)", t.failed+t.rejected, t.plainFailed)
+	}
 	row("time clients spent waiting", fmtDur(t.latency.Round(time.Second)), fmtDur(t.plainLatency.Round(time.Second)))
 	if t.attempted > 0 {
 		row("mean latency per call", fmtDur(t.latency/time.Duration(t.attempted)), fmtDur(t.plainLatency/time.Duration(t.attempted)))
@@ -182,6 +190,13 @@ func summary(w io.Writer, r *result) {
 
 	fmt.Fprintln(w)
 	switch {
+	case r.sc.name == llmScenario.name:
+		fmt.Fprintf(w, "Retry-After opened the primary's circuit at once: %d calls went straight to the secondary instead of\n", t.rejected)
+		saved, word := t.plainLatency-t.latency, "less"
+		if saved < 0 {
+			saved, word = -saved, "more"
+		}
+		fmt.Fprintf(w, "collecting a 429 first. The primary answered %d failures instead of %d; clients waited %s %s in all.\n", t.upFailed, t.plainFailed, fmtDur(saved.Round(time.Second)), word)
 	case t.rejected == 0:
 		fmt.Fprintln(w, "The breakers never opened: the upstream stayed healthy enough.")
 	case r.opts.real:

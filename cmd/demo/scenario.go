@@ -106,6 +106,7 @@ func scenarios() []scenario {
 			about:     "a gateway with one breaker per upstream host; a few hosts fail, at different times",
 			upstreams: manyHosts(24),
 		},
+		llmScenario,
 	}
 }
 

@@ -20,6 +20,7 @@ type tally struct {
 	attempted, reached, rejected, failed int           // with the breaker
 	plainFailed                          int           // without it: every call reaches the upstream
 	lost                                 int           // rejected calls that would have succeeded
+	upFailed                             int           // calls the upstream answered with a failure
 	latency, plainLatency                time.Duration // what clients waited, in all
 }
 
@@ -30,6 +31,7 @@ func (t *tally) add(o tally) {
 	t.failed += o.failed
 	t.plainFailed += o.plainFailed
 	t.lost += o.lost
+	t.upFailed += o.upFailed
 	t.latency += o.latency
 	t.plainLatency += o.plainLatency
 }
@@ -143,7 +145,7 @@ func simulate(ctx context.Context, o options, sc scenario) (*result, error) {
 					t.reached, t.latency = 1, lat
 					var callErr error
 					if fail {
-						t.failed, callErr = 1, errUpstream
+						t.failed, t.upFailed, callErr = 1, 1, errUpstream
 					}
 					heap.Push(&flying, call{done: now.Add(lat), ticket: ticket, err: callErr})
 				}
