@@ -40,6 +40,7 @@ const (
 	eSubscribe
 	eUnsubscribe
 	eSweep
+	eFlush
 )
 
 type engineMsg struct {
@@ -139,6 +140,13 @@ func (e *Engine) Lookup(name string) (*Breaker, bool) {
 	return b.(*Breaker), true
 }
 
+// Range calls f for each breaker in the engine, in no particular order,
+// until f returns false. Breakers created or closed meanwhile may or may
+// not be seen.
+func (e *Engine) Range(f func(*Breaker) bool) {
+	e.breakers.Range(func(_, v any) bool { return f(v.(*Breaker)) })
+}
+
 // NewBreaker creates a breaker with its own Config. It returns an error
 // matching ErrDuplicate if the name is taken, a *ConfigError if cfg is
 // invalid, or ErrClosed after Close.
@@ -175,8 +183,14 @@ func (e *Engine) Subscribe(ctx context.Context) <-chan Transition {
 }
 
 // Close closes every breaker and the engine's subscriptions, and waits for
-// all their goroutines to exit. It is idempotent and returns nil.
+// all their goroutines to exit. Transitions of calls that returned before
+// Close reach the subscribers before their channels close. It is
+// idempotent and returns nil.
 func (e *Engine) Close() error {
+	// The mailbox is first in, first out: once the flush is answered, every
+	// transition queued before it has been published.
+	ch := make(chan engineReply, 1)
+	_, _ = actor.Ask(context.Background(), e.act, engineMsg{kind: eFlush, reply: ch}, ch)
 	e.act.Stop()
 	return nil
 }
@@ -206,6 +220,8 @@ func (e *Engine) handle(m engineMsg) {
 	case eSweep:
 		e.evictIdle()
 		e.armSweep()
+	case eFlush:
+		actor.Reply(m.reply, engineReply{})
 	}
 }
 
