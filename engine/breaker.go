@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"math"
 	"runtime/debug"
 	"sync"
@@ -91,6 +92,7 @@ const (
 	mSubscribe
 	mUnsubscribe
 	mWake
+	mForceOpen
 )
 
 // msg is every message a breaker's goroutine handles. Messages travel by
@@ -478,6 +480,18 @@ func (b *Breaker) Trip() { b.control(mTrip) }
 // Isolate opens the circuit and holds it open until Reset.
 func (b *Breaker) Isolate() { b.control(mIsolate) }
 
+// ForceOpen opens the circuit until the given time (on the breaker's
+// clock), or keeps it open at least that long if it is open already;
+// recovery then follows as after any trip. It is for signals from outside
+// the breaker, such as fleet mode relaying another replica's trip; reason
+// becomes the transition's Reason.
+func (b *Breaker) ForceOpen(until time.Time, reason string) {
+	m := b.newMsg(mForceOpen)
+	m.elapsed = time.Duration(until.UnixNano())
+	m.err = errors.New(reason)
+	_, _ = b.ask(context.Background(), m)
+}
+
 func (b *Breaker) control(k msgKind) { _, _ = b.ask(context.Background(), b.newMsg(k)) }
 
 // Subscribe returns a channel that receives every later transition, in
@@ -538,6 +552,8 @@ func (b *Breaker) handle(m *msg) {
 		b.m.Trip(now)
 	case mIsolate:
 		b.m.Isolate(now)
+	case mForceOpen:
+		b.m.ForceOpen(now, time.Unix(0, int64(m.elapsed)), m.err.Error())
 	case mSubscribe:
 		if b.hub == nil {
 			b.hub = actor.NewHub(func(t Transition, missed uint64) Transition { t.Missed = missed; return t })

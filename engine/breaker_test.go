@@ -550,3 +550,25 @@ func TestTicketReportAs(t *testing.T) {
 	tk.ReportAs(Failure, nil)
 	assert.Equal(t, Open, b.State())
 }
+
+func TestForceOpen(t *testing.T) {
+	mock := clock.NewMock()
+	b := newTestBreaker(t, Config{RecoveryTimeout: time.Second, Clock: mock})
+	sub := b.Subscribe(t.Context())
+	b.ForceOpen(mock.Now().Add(time.Minute), "fleet: replica-2 tripped")
+	tr := <-sub
+	assert.Equal(t, "fleet: replica-2 tripped", tr.Reason)
+	assert.Equal(t, mock.Now().Add(time.Minute), tr.OpenUntil)
+
+	b.ForceOpen(mock.Now().Add(time.Second), "shorter: ignored")
+	mock.Add(59 * time.Second)
+	require.Equal(t, Open, b.State(), "a shorter deadline never cuts an open period")
+	b.ForceOpen(mock.Now().Add(time.Minute), "extended")
+	mock.Add(30 * time.Second)
+	require.Equal(t, Open, b.State())
+	var oe *OpenError
+	require.ErrorAs(t, b.Call(succeed), &oe)
+	assert.Equal(t, mock.Now().Add(30*time.Second), oe.Until)
+	mock.Add(30 * time.Second)
+	require.Equal(t, HalfOpen, b.State())
+}

@@ -343,6 +343,29 @@ func (m *Machine) Trip(now time.Time) {
 	}
 }
 
+// ForceOpen opens the circuit until the given time, or keeps it open at
+// least that long if it is open already: for a signal from outside the
+// machine, such as another replica's breaker tripping. A time not after
+// now, or an isolated circuit, changes nothing.
+func (m *Machine) ForceOpen(now, until time.Time, reason string) {
+	m.Advance(now)
+	if !until.After(now) || m.isolated {
+		return
+	}
+	if m.state == Open {
+		if until.After(m.openUntil) {
+			m.openUntil, m.openFor = until, until.Sub(now)
+			m.gen++ // a new deadline for the snapshot's rejection error
+		}
+		return
+	}
+	m.streak++
+	m.openFor, m.openUntil = until.Sub(now), until
+	m.cause = nil
+	m.c.Trips++
+	m.transition(now, Open, reason)
+}
+
 // Isolate opens the circuit and holds it open until Reset.
 func (m *Machine) Isolate(now time.Time) {
 	m.Advance(now)
