@@ -33,6 +33,7 @@ type Breaker struct {
 	cfg    *Config // normalized, possibly shared; never changed
 	mock   bool    // the clock is driven by hand, so a snapshot can lag it
 	quick  bool    // no slow-call policy, no time-based window: quiet outcomes always tally
+	custom bool    // made by Engine.NewBreaker with its own Config
 	slowAt time.Duration
 
 	snap     atomic.Pointer[snapshot]
@@ -67,6 +68,7 @@ type snapshot struct {
 
 	successes, ignored atomic.Int64
 	full               atomic.Bool // HalfOpen with every probe slot taken
+	mayTrip            atomic.Bool // Closed, and a success could still trip a rate policy
 	idle               atomic.Bool // no call admitted since an Engine's last idle sweep
 }
 
@@ -177,9 +179,6 @@ func newBreaker(name string, cfg *Config) *Breaker {
 	}
 	_, b.mock = cfg.Clock.(*clock.Mock)
 	b.quick = cfg.SlowCallThreshold == 0 && cfg.WindowDuration == 0
-	if f := cfg.OnStateChange; f != nil {
-		b.runner = actor.NewRunner(func(t Transition) { f(t.Name, t.From, t.To) })
-	}
 	b.snap.Store(&snapshot{state: Closed, gen: b.m.gen})
 	b.act.Init(mailbox, (*breakerActor)(b))
 	return b
@@ -277,12 +276,16 @@ func Async[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, 
 		return ch
 	}
 	go func() {
+		delivered := false
 		defer func() {
 			if r := recover(); r != nil {
 				ch <- Result[T]{Err: &PanicError{Value: r, Stack: debug.Stack()}}
+			} else if !delivered { // fn called runtime.Goexit
+				ch <- Result[T]{Err: &PanicError{Value: "runtime.Goexit called"}}
 			}
 		}()
 		v, err := run(ctx, b, p, fn)
+		delivered = true
 		ch <- Result[T]{Value: v, Err: err}
 	}()
 	return ch
@@ -368,11 +371,35 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot) (pass, error) {
 		s.rej.add()
 		return pass{}, s.err
 	}
-	r, err := b.ask(ctx, b.newMsg(mAdmit))
-	if err != nil {
+	// The caller's context bounds only the wait for mailbox room. Once the
+	// request is queued the breaker may grant a probe slot, so the answer
+	// is always collected (it comes in microseconds), and a slot granted to
+	// a caller that has given up meanwhile is handed back at once.
+	m := b.newMsg(mAdmit)
+	m.wait = true
+	if m.reply == nil {
+		m.reply = make(chan reply, 1)
+	}
+	if err := b.act.Send(ctx, m); err != nil {
+		b.recycle(m)
+		if err == actor.ErrStopped {
+			err = ErrClosed
+		}
 		return pass{}, err
 	}
-	return pass{Permit: r.permit}, r.err
+	var r reply
+	select {
+	case r = <-m.reply:
+		b.recycle(m)
+	case <-b.act.Done():
+		return pass{}, ErrClosed
+	}
+	p := pass{Permit: r.permit}
+	if r.err == nil && ctx.Err() != nil {
+		b.finish(p, Ignored, ctx.Err(), time.Time{})
+		return pass{}, ctx.Err()
+	}
+	return p, r.err
 }
 
 // due reports whether an open snapshot is past its period by a hand-driven
@@ -392,7 +419,7 @@ var errPanicked = &PanicError{Value: "function panicked"}
 // instead. Everything else waits until applied. The common case is kept
 // small enough to inline.
 func (b *Breaker) finish(p pass, o Outcome, err error, start time.Time) {
-	if b.quick && p.snap != nil && o == Success && p.snap.successes.Add(1) > 0 {
+	if b.quick && p.snap != nil && o == Success && !p.snap.mayTrip.Load() && p.snap.successes.Add(1) > 0 {
 		return
 	}
 	b.report(p, o, err, start)
@@ -403,7 +430,11 @@ func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 	if b.slowAt > 0 {
 		elapsed = b.now().Since(start)
 	}
-	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt)
+	// A success can trip a rate policy (it may be the call that fills the
+	// window up to MinimumCalls, and old buckets leaving a time-based
+	// window can raise the rate), so then it waits too.
+	mayTrip := o == Success && b.cfg.ratePolicy() && (b.cfg.WindowDuration > 0 || p.snap == nil || p.snap.mayTrip.Load())
+	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
 	if quiet && p.snap != nil && b.cfg.WindowDuration == 0 && (o == Ignored || !b.quick) && p.snap.tally(o) {
 		return
 	}
@@ -579,21 +610,10 @@ func (b *Breaker) handle(m *msg) {
 	b.recycle(m)
 }
 
-// publish hands new transitions out, refreshes the snapshot, and keeps the
+// publish refreshes the snapshot, hands new transitions out, and keeps the
 // timer armed for the machine's next deadline. It runs before the reply,
 // so whoever caused a change sees it as soon as its call returns.
 func (b *Breaker) publish() {
-	for _, t := range b.m.TakeTransitions() {
-		if b.hub != nil {
-			b.hub.Publish(t)
-		}
-		if b.runner != nil {
-			b.runner.Post(t)
-		}
-		if b.engine != nil {
-			b.engine.feed(t)
-		}
-	}
 	if s := b.snap.Load(); s.gen != b.m.Generation() {
 		ns := &snapshot{state: b.m.State(), gen: b.m.Generation()}
 		if ns.state != Closed {
@@ -607,7 +627,25 @@ func (b *Breaker) publish() {
 	}
 	// Exact probe limits need the breaker's goroutine to hand out slots,
 	// but once they are all taken, callers can be turned away without it.
-	b.snap.Load().full.Store(b.m.ProbesFull())
+	cur := b.snap.Load()
+	cur.full.Store(b.m.ProbesFull())
+	cur.mayTrip.Store(b.m.SuccessMayTrip())
+	// Only now hand the transitions out: whoever sees one and calls the
+	// breaker must find the snapshot already showing it.
+	for _, t := range b.m.TakeTransitions() {
+		if b.hub != nil {
+			b.hub.Publish(t)
+		}
+		if f := b.cfg.OnStateChange; f != nil {
+			if b.runner == nil { // made on the first transition: idle breakers hold no goroutine
+				b.runner = actor.NewRunner(func(t Transition) { f(t.Name, t.From, t.To) })
+			}
+			b.runner.Post(t)
+		}
+		if b.engine != nil {
+			b.engine.feed(t)
+		}
+	}
 	at, ok := b.m.Deadline()
 	if !ok || at.UnixNano() == b.timerAt {
 		return
@@ -627,11 +665,12 @@ func (b *Breaker) publish() {
 
 // exit runs on the breaker's goroutine when it stops.
 func (b *Breaker) exit() {
+	now := b.now().Now()
+	b.fold(now, b.snap.Load(), 0)
+	b.publish() // what the last tallies changed still reaches subscribers
 	if b.timer != nil {
 		b.timer.Stop()
 	}
-	now := b.now().Now()
-	b.fold(now, b.snap.Load(), 0)
 	old := b.snap.Swap(&snapshot{state: b.m.State(), gen: b.m.Generation(), stop: true})
 	b.fold(now, old, retired)
 	if b.hub != nil {

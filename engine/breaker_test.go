@@ -572,3 +572,58 @@ func TestForceOpen(t *testing.T) {
 	mock.Add(30 * time.Second)
 	require.Equal(t, HalfOpen, b.State())
 }
+
+// TestSnapshotBeforeSubscribers: a subscriber that sees a transition and
+// calls the breaker at once must find the state it was told about.
+func TestSnapshotBeforeSubscribers(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 1, RecoveryTimeout: time.Hour})
+	sub := b.Subscribe(t.Context())
+	for range 300 {
+		go func() { _ = b.Call(fail) }()
+		require.Equal(t, Open, (<-sub).To)
+		require.Equal(t, Open, b.State())
+		require.ErrorIs(t, b.Call(succeed), ErrOpen)
+		b.Reset()
+		require.Equal(t, Closed, (<-sub).To)
+	}
+}
+
+// A caller whose context ends while its half-open admission is queued must
+// not keep the probe slot.
+func TestCancelledAdmissionFreesTheProbe(t *testing.T) {
+	for range 50 {
+		mock := clock.NewMock()
+		b := newTestBreaker(t, Config{FailureThreshold: 1, Clock: mock})
+		require.Error(t, b.Call(fail))
+		mock.Add(time.Minute)
+		ctx, cancel := context.WithCancel(t.Context())
+		go cancel()
+		_ = b.Do(ctx, func(context.Context) error { return nil })
+		require.Zero(t, b.Counts().ProbesInFlight, "the slot is free whatever the race")
+		require.NoError(t, b.Call(succeed))
+		require.Equal(t, Closed, b.State())
+	}
+}
+
+// The success that fills a count window up to MinimumCalls can trip it,
+// and must be applied before Call returns.
+func TestSuccessThatTripsIsApplied(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.5, WindowSize: 10, MinimumCalls: 10})
+	for range 9 {
+		require.Error(t, b.Call(fail))
+	}
+	require.NoError(t, b.Call(succeed))
+	assert.Equal(t, Open, b.State(), "9 of 10 failed")
+}
+
+func TestSuccessesAfterTheWindowFillsStillTally(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.5, WindowSize: 4, MinimumCalls: 4})
+	for range 4 {
+		require.NoError(t, b.Call(succeed))
+	}
+	assert.False(t, b.snap.Load().mayTrip.Load(), "a full window of successes: no success can trip it")
+	for range 100 {
+		require.NoError(t, b.Call(succeed))
+	}
+	assert.Equal(t, uint64(104), b.Counts().Successes)
+}

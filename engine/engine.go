@@ -28,8 +28,9 @@ type Engine struct {
 	idle time.Duration // see WithIdleTimeout
 
 	// Owned by the engine's goroutine.
-	hub   *actor.Hub[Transition]
-	sweep *clock.Timer
+	hub     *actor.Hub[Transition]
+	sweep   *clock.Timer
+	stopped []*Breaker // by exit, for Close to finish
 }
 
 type engineKind uint8
@@ -85,12 +86,14 @@ func New(defaults Config, opts ...Option) (*Engine, error) {
 // An Option configures an Engine beyond its breakers' defaults.
 type Option func(*Engine)
 
-// WithIdleTimeout makes the engine close and forget breakers that are
-// closed and have admitted no call for about d (between d and 1.5 d: the
+// WithIdleTimeout makes the engine forget breakers that are in the
+// closed state and have admitted no call for about d (between d and 1.5 d: the
 // engine checks every d/2). A later Engine.Breaker with the same name
-// makes a fresh one. A caller that keeps a *Breaker across idle periods
-// would find it closed (ErrClosed), so with this option look breakers up
-// by name for each use. 0, the default, keeps breakers until Close.
+// makes a fresh one. A forgotten breaker is not closed: a caller that
+// still holds it keeps a working breaker, just no longer the engine's, so
+// with this option look breakers up by name for each use. Breakers made
+// with NewBreaker or with an OnStateChange callback are kept. 0, the
+// default, keeps every breaker until Close.
 func WithIdleTimeout(d time.Duration) Option { return func(e *Engine) { e.idle = d } }
 
 // armSweep schedules the next idle sweep, if eviction is on.
@@ -192,6 +195,9 @@ func (e *Engine) Close() error {
 	ch := make(chan engineReply, 1)
 	_, _ = actor.Ask(context.Background(), e.act, engineMsg{kind: eFlush, reply: ch}, ch)
 	e.act.Stop()
+	for _, b := range e.stopped { // written by the engine's goroutine, which is done
+		_ = b.Close()
+	}
 	return nil
 }
 
@@ -205,7 +211,7 @@ func (e *Engine) handle(m engineMsg) {
 				r.b, r.err = nil, ErrDuplicate
 			}
 		} else {
-			r.b = e.add(m.name, m.cfg)
+			r.b = e.add(m.name, m.cfg, m.custom)
 		}
 		actor.Reply(m.reply, r)
 	case eTransition:
@@ -225,8 +231,9 @@ func (e *Engine) handle(m engineMsg) {
 	}
 }
 
-func (e *Engine) add(name string, cfg *Config) *Breaker {
+func (e *Engine) add(name string, cfg *Config, custom bool) *Breaker {
 	b := newBreaker(name, cfg)
+	b.custom = custom
 	b.engine = e
 	e.breakers.Store(name, b)
 	return b
@@ -244,29 +251,37 @@ func (e *Engine) feed(t Transition) {
 // forget drops a closed breaker, unless its name has a new one already.
 func (e *Engine) forget(b *Breaker) { e.breakers.CompareAndDelete(b.Name(), b) }
 
-// evictIdle closes and forgets the breakers that are closed and have
-// admitted no call since the last sweep, and marks the rest to be watched
-// until the next.
+// evictIdle forgets the breakers that are closed and have admitted no call
+// since the last sweep, and marks the rest to be watched until the next.
+// A forgotten breaker is not closed: it holds no goroutine, so whoever
+// still has it (a call in flight, a caller that looked it up just before)
+// keeps a working breaker, and the garbage collector takes it when nobody
+// does. Breakers made with NewBreaker, or with an OnStateChange callback,
+// are never forgotten.
 func (e *Engine) evictIdle() {
 	e.breakers.Range(func(_, v any) bool {
 		b := v.(*Breaker)
 		s := b.snap.Load()
-		if s.state != Closed || s.stop || !s.idle.Swap(true) {
+		if b.custom || b.cfg.OnStateChange != nil || s.state != Closed || s.stop || !s.idle.Swap(true) {
 			return true
 		}
 		e.forget(b)
-		_ = b.Close()
 		return true
 	})
 }
 
-// exit closes every breaker, then the engine's subscriptions.
+// exit stops every breaker, then closes the engine's subscriptions. The
+// breakers' OnStateChange runners are closed by Close, after the engine's
+// goroutine is gone: a callback may be waiting on the engine (creating a
+// breaker, say), which must not deadlock the shutdown.
 func (e *Engine) exit() {
 	if e.sweep != nil {
 		e.sweep.Stop()
 	}
 	e.breakers.Range(func(_, v any) bool {
-		_ = v.(*Breaker).Close()
+		b := v.(*Breaker)
+		b.act.Stop()
+		e.stopped = append(e.stopped, b)
 		return true
 	})
 	e.hub.Close()

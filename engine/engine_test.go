@@ -158,7 +158,7 @@ func TestEngineEvictsIdleBreakers(t *testing.T) {
 
 		_, ok := e.Lookup("idle")
 		assert.False(t, ok, "unused for two sweeps: evicted")
-		require.ErrorIs(t, idle.Call(succeed), ErrClosed)
+		require.NoError(t, idle.Call(succeed), "a forgotten breaker still works for whoever holds it")
 		got, ok := e.Lookup("busy")
 		require.True(t, ok)
 		assert.Same(t, busy, got)
@@ -168,6 +168,37 @@ func TestEngineEvictsIdleBreakers(t *testing.T) {
 		fresh := e.Breaker("idle")
 		require.NotSame(t, idle, fresh)
 		require.NoError(t, fresh.Call(succeed))
+	})
+}
+
+func TestEngineKeepsCustomAndCallbackBreakers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newTestEngine(t, Config{}, WithIdleTimeout(time.Minute))
+		custom, err := e.NewBreaker("custom", Config{FailureThreshold: 1})
+		require.NoError(t, err)
+		_, err = e.NewBreaker("watched", Config{OnStateChange: func(string, State, State) {}})
+		require.NoError(t, err)
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		got, ok := e.Lookup("custom")
+		require.True(t, ok)
+		assert.Same(t, custom, got, "its own config is not swapped for the defaults")
+		_, ok = e.Lookup("watched")
+		assert.True(t, ok)
+	})
+}
+
+// A callback that uses the engine while the engine closes must not
+// deadlock the shutdown.
+func TestEngineCloseWithACallbackUsingTheEngine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var e *Engine
+		e = newTestEngine(t, Config{FailureThreshold: 1, OnStateChange: func(name string, _, _ State) {
+			time.Sleep(50 * time.Millisecond)
+			_ = e.Breaker("fallback-for-" + name)
+		}})
+		require.Error(t, e.Breaker("a").Call(fail))
+		require.NoError(t, e.Close())
 	})
 }
 

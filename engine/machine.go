@@ -89,6 +89,20 @@ func (m *Machine) ProbesFull() bool {
 	return m.state == HalfOpen && len(m.probes) >= m.cfg.HalfOpenProbes
 }
 
+// SuccessMayTrip reports whether, in the closed state, a success could
+// trip a rate policy: a count-based window still short of MinimumCalls
+// (the success may be the call that fills it), or any time-based window
+// (old buckets leaving can raise the rate).
+func (m *Machine) SuccessMayTrip() bool {
+	if m.state != Closed || m.win == nil || !m.cfg.ratePolicy() {
+		return false
+	}
+	if m.win.buckets != nil {
+		return true
+	}
+	return m.win.calls < uint64(m.cfg.MinimumCalls)
+}
+
 // OpenUntil is when the open circuit lets a probe through (zero unless
 // open and not isolated).
 func (m *Machine) OpenUntil() time.Time { return m.openUntil }
@@ -210,11 +224,13 @@ func (m *Machine) Report(now time.Time, p Permit, o Outcome, err error, elapsed 
 // tallied without sending a message. It returns false when the reports
 // are stale.
 func (m *Machine) ReportN(now time.Time, p Permit, o Outcome, n uint64) bool {
-	m.Advance(now)
+	// Stale first: folding a retired snapshot's tallies must not let time
+	// move the state on behind the breaker's back.
 	if p.Gen != m.gen || p.Probe != 0 || m.state != Closed {
 		m.c.Stale += n
 		return false
 	}
+	m.Advance(now)
 	if o == Ignored {
 		m.c.Ignored += n
 		return true

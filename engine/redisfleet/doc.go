@@ -1,0 +1,30 @@
+// Package redisfleet shares breaker state across processes through Redis:
+// when enough replicas of a service see the same upstream fail, every
+// replica's breaker of that name opens together, and one successful probe
+// closes them all.
+//
+// Callers never touch Redis. A Fleet is one goroutine per engine that
+// watches the engine's transition stream and talks to Redis on its own:
+//
+//   - When a local breaker opens on its own evidence, the fleet casts a
+//     vote for that breaker in Redis (a sorted set of replicas, each vote
+//     expiring after VoteTTL). A Lua script counts the live votes and, once
+//     there are Quorum of them, opens the breaker fleet-wide: it bumps the
+//     breaker's generation, records how long it stays open, and publishes
+//     the event. A trip with an explicit signal from the upstream (a
+//     Retry-After) opens the fleet at once, quorum or not. One bad replica
+//     cannot open the fleet by itself.
+//   - Other replicas apply a published open with Breaker.ForceOpen, for the
+//     time left. The newest generation wins; a longer open period is never
+//     cut short by a shorter one.
+//   - When a local probe succeeds (half_open → closed), the fleet closes
+//     the breaker fleet-wide and the others reset theirs.
+//   - Pub/sub is at most once, so every Resync interval the fleet also
+//     reads the state of every local breaker in one pipeline and applies
+//     what it missed.
+//
+// Any Redis error leaves the breakers to decide locally; the fleet tries
+// again on the next event or resync. Keys are "<prefix>{<name>}:state" and
+// "<prefix>{<name>}:votes", with the name as a hash tag so a breaker's keys
+// share a Redis Cluster slot.
+package redisfleet

@@ -1,0 +1,296 @@
+package redisfleet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nodus/circuitbreaker/engine"
+)
+
+// Options configure a Fleet. Zero values mean the documented defaults.
+type Options struct {
+	// Replica names this process in votes and events. Default: host, pid
+	// and a random suffix.
+	Replica string
+	// Prefix starts every key and the event channel. Default "cb:".
+	Prefix string
+	// Quorum is how many replicas must have tripped a breaker, within
+	// VoteTTL of each other, to open it fleet-wide. Default 2.
+	Quorum int
+	// VoteTTL is how long a replica's trip counts as a vote. Default 30s.
+	VoteTTL time.Duration
+	// Resync is how often the fleet re-reads the state of every local
+	// breaker, to apply events pub/sub lost. Default 1s.
+	Resync time.Duration
+	// Timeout bounds every Redis operation. Default 250ms.
+	Timeout time.Duration
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Quorum < 0 || o.VoteTTL < 0 || o.Resync < 0 || o.Timeout < 0 {
+		return o, fmt.Errorf("redisfleet: Quorum, VoteTTL, Resync and Timeout must be >= 0, got %d, %s, %s, %s", o.Quorum, o.VoteTTL, o.Resync, o.Timeout)
+	}
+	if o.Replica == "" {
+		host, _ := os.Hostname()
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		o.Replica = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	if strings.Contains(o.Replica, "|") {
+		return o, fmt.Errorf("redisfleet: Replica must not contain '|', got %q", o.Replica)
+	}
+	if o.Prefix == "" {
+		o.Prefix = "cb:"
+	}
+	if o.Quorum == 0 {
+		o.Quorum = 2
+	}
+	if o.VoteTTL == 0 {
+		o.VoteTTL = 30 * time.Second
+	}
+	if o.Resync == 0 {
+		o.Resync = time.Second
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 250 * time.Millisecond
+	}
+	return o, nil
+}
+
+// Fleet relays one engine's breakers to and from Redis. Create one with
+// New; Close stops it.
+type Fleet struct {
+	e    *engine.Engine
+	rdb  redis.UniversalClient
+	o    Options
+	stop context.CancelFunc
+	done chan struct{}
+
+	// Owned by the fleet's goroutine.
+	gens map[string]int64 // the newest generation seen per breaker
+}
+
+// reasonPrefix marks transitions the fleet caused, so they are not voted
+// on again.
+const reasonPrefix = "fleet: "
+
+// New starts relaying e's breakers through rdb. Configure rdb so no
+// operation can outlive its context (redis.Options.ContextTimeoutEnabled)
+// and with short dial, read and write timeouts; see docs/fleet.md.
+func New(e *engine.Engine, rdb redis.UniversalClient, o Options) (*Fleet, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Fleet{e: e, rdb: rdb, o: o, stop: cancel, done: make(chan struct{}), gens: map[string]int64{}}
+	local := e.Subscribe(ctx)
+	ps := rdb.Subscribe(ctx, f.channel())
+	go f.run(ctx, local, ps)
+	return f, nil
+}
+
+// Close stops the fleet's goroutine and its subscriptions. The breakers
+// keep working on their own.
+func (f *Fleet) Close() error {
+	f.stop()
+	<-f.done
+	return nil
+}
+
+// Replica returns the name this process uses in the fleet.
+func (f *Fleet) Replica() string { return f.o.Replica }
+
+func (f *Fleet) channel() string           { return f.o.Prefix + "events" }
+func (f *Fleet) key(name, k string) string { return f.o.Prefix + "{" + name + "}:" + k }
+
+func (f *Fleet) run(ctx context.Context, local <-chan engine.Transition, ps *redis.PubSub) {
+	defer close(f.done)
+	defer ps.Close()
+	remote := ps.Channel()
+	tick := time.NewTicker(f.o.Resync)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case t, ok := <-local:
+			if !ok {
+				return // the engine is closed
+			}
+			f.local(ctx, t)
+		case m, ok := <-remote:
+			if ok {
+				f.remote(m.Payload)
+			}
+		case <-tick.C:
+			f.resync(ctx)
+		}
+	}
+}
+
+// local relays a transition of one of this engine's breakers.
+func (f *Fleet) local(ctx context.Context, t engine.Transition) {
+	if strings.HasPrefix(t.Reason, reasonPrefix) {
+		return // the fleet's own doing
+	}
+	switch {
+	case t.To == engine.Open:
+		explicit := "0"
+		if strings.Contains(t.Reason, "retry-after") {
+			explicit = "1"
+		}
+		openMs := max(t.OpenUntil.Sub(t.At).Milliseconds(), 1)
+		f.eval(ctx, voteScript, t.Name, f.o.Replica, f.o.VoteTTL.Milliseconds(), f.o.Quorum, openMs, explicit)
+	case t.From == engine.HalfOpen && t.To == engine.Closed:
+		f.eval(ctx, closeScript, t.Name, f.o.Replica)
+	}
+}
+
+// eval runs a script for a breaker. A generation it returns is this
+// replica's own doing, already applied locally: remember it, so a resync
+// does not apply it again.
+func (f *Fleet) eval(ctx context.Context, s *redis.Script, name string, args ...any) {
+	ctx, cancel := context.WithTimeout(ctx, f.o.Timeout)
+	defer cancel()
+	keys := []string{f.key(name, "state"), f.key(name, "votes")}
+	argv := append([]any{name, f.channel()}, args...)
+	// An error leaves the decision to the local breakers; the next event or
+	// resync tries again.
+	if gen, err := s.Run(ctx, f.rdb, keys, argv...).Int64(); err == nil && gen > f.gens[name] {
+		f.gens[name] = gen
+	}
+}
+
+// remote applies a published event: "name|gen|open|ms|replica" or
+// "name|gen|closed|0|replica".
+func (f *Fleet) remote(payload string) {
+	parts := strings.Split(payload, "|")
+	if len(parts) != 5 {
+		return
+	}
+	gen, err1 := strconv.ParseInt(parts[1], 10, 64)
+	ms, err2 := strconv.ParseInt(parts[3], 10, 64)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	if parts[4] == f.o.Replica {
+		f.gens[parts[0]] = max(f.gens[parts[0]], gen) // our own event: already applied
+		return
+	}
+	f.apply(parts[0], gen, parts[2], time.Duration(ms)*time.Millisecond, parts[4])
+}
+
+// apply brings a local breaker in line with the fleet's state, if the
+// generation is newer than any seen.
+func (f *Fleet) apply(name string, gen int64, state string, left time.Duration, by string) {
+	b, ok := f.e.Lookup(name)
+	if !ok {
+		return
+	}
+	seen, known := f.gens[name]
+	if known && gen <= seen {
+		return
+	}
+	f.gens[name] = gen
+	switch state {
+	case "open":
+		if left > 0 {
+			b.ForceOpen(f.e.Clock().Now().Add(left), reasonPrefix+"opened by "+by)
+		}
+	case "closed":
+		// A close seen at resync without having seen the open would reset a
+		// breaker open on its own evidence; only relay closes that follow a
+		// known generation.
+		if known && b.State() != engine.Closed {
+			b.Reset()
+		}
+	}
+}
+
+// resync reads every local breaker's fleet state in one pipeline.
+func (f *Fleet) resync(ctx context.Context) {
+	var names []string
+	f.e.Range(func(b *engine.Breaker) bool {
+		names = append(names, b.Name())
+		return true
+	})
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.o.Timeout)
+	defer cancel()
+	pipe := f.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(names))
+	for i, n := range names {
+		cmds[i] = pipe.HMGet(ctx, f.key(n, "state"), "gen", "state", "until", "by")
+	}
+	timeCmd := pipe.Time(ctx)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return
+	}
+	now := timeCmd.Val()
+	for i, n := range names {
+		v := cmds[i].Val()
+		if len(v) != 4 || v[0] == nil {
+			continue
+		}
+		gen, _ := strconv.ParseInt(fmt.Sprint(v[0]), 10, 64)
+		until, _ := strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
+		left := time.UnixMilli(until).Sub(now)
+		f.apply(n, gen, fmt.Sprint(v[1]), left, fmt.Sprint(v[3]))
+	}
+}
+
+// voteScript records a replica's trip and opens the breaker fleet-wide
+// when there is a quorum of live votes or an explicit signal. The open
+// period merges as the later deadline. Time is Redis's, so replicas'
+// clocks need not agree.
+//
+// KEYS: state, votes. ARGV: name, channel, replica, vote TTL ms, quorum,
+// open ms, explicit ("1" or "0").
+var voteScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[4])
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('PEXPIRE', KEYS[2], ttl)
+local votes = redis.call('ZCARD', KEYS[2])
+if votes < tonumber(ARGV[5]) and ARGV[7] ~= '1' then
+  return 0
+end
+local untilMs = now + tonumber(ARGV[6])
+local cur = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if redis.call('HGET', KEYS[1], 'state') == 'open' and cur > untilMs then
+  untilMs = cur
+end
+local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('HSET', KEYS[1], 'state', 'open', 'until', untilMs, 'by', ARGV[3])
+redis.call('PUBLISH', ARGV[2], ARGV[1] .. '|' .. gen .. '|open|' .. (untilMs - now) .. '|' .. ARGV[3])
+return gen
+`)
+
+// closeScript closes an open breaker fleet-wide after a replica's probe
+// succeeded, and forgets the votes.
+//
+// KEYS: state, votes. ARGV: name, channel, replica.
+var closeScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'open' then
+  return 0
+end
+local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('HSET', KEYS[1], 'state', 'closed', 'until', 0, 'by', ARGV[3])
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[2], ARGV[1] .. '|' .. gen .. '|closed|0|' .. ARGV[3])
+return gen
+`)

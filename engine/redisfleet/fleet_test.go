@@ -1,0 +1,227 @@
+package redisfleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/nodus/circuitbreaker/engine"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// go-redis closes its pools' connections asynchronously.
+		goleak.IgnoreTopFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).reaper"),
+	)
+}
+
+// redisServer starts a throwaway redis-server on a unix socket with
+// persistence off, and stops it when the test ends. Under CI=true a
+// missing redis-server is a failure, not a skip.
+type redisServer struct {
+	t    *testing.T
+	sock string
+	cmd  *exec.Cmd
+}
+
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis-server not found: CI must install it (apt-get install -y redis-server)")
+		}
+		t.Skip("redis-server not installed; apt-get install -y redis-server")
+	}
+	dir, err := os.MkdirTemp("", "redisfleet") // short: unix socket paths are limited
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	s := &redisServer{t: t, sock: filepath.Join(dir, "redis.sock")}
+	s.cmd = exec.Command(bin, "--port", "0", "--unixsocket", s.sock, "--save", "", "--appendonly", "no")
+	s.start(bin)
+	t.Cleanup(s.kill)
+	return s
+}
+
+func (s *redisServer) start(bin string) {
+	s.t.Helper()
+	if s.cmd.Process != nil {
+		s.cmd = exec.Command(bin, s.cmd.Args[1:]...)
+	}
+	require.NoError(s.t, s.cmd.Start())
+	c := s.client()
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(context.Background()).Err() != nil {
+		require.True(s.t, time.Now().Before(deadline), "redis-server did not come up")
+		time.Sleep(10 * time.Millisecond) // polling a process we started, not waiting on our own code
+	}
+}
+
+func (s *redisServer) kill() {
+	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	}
+}
+
+// client is configured the way docs/fleet.md recommends: nothing may
+// outlive its context, and nothing retries blindly.
+func (s *redisServer) client() *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Network:               "unix",
+		Addr:                  s.sock,
+		ContextTimeoutEnabled: true,
+		DialTimeout:           200 * time.Millisecond,
+		ReadTimeout:           200 * time.Millisecond,
+		WriteTimeout:          200 * time.Millisecond,
+		PoolTimeout:           200 * time.Millisecond,
+		MaxRetries:            -1,
+	})
+}
+
+type replica struct {
+	e     *engine.Engine
+	f     *Fleet
+	db    *engine.Breaker
+	trans <-chan engine.Transition
+}
+
+func newReplica(t *testing.T, s *redisServer, id string, quorum int, cfg engine.Config) *replica {
+	t.Helper()
+	e, err := engine.New(cfg)
+	require.NoError(t, err)
+	rdb := s.client()
+	f, err := New(e, rdb, Options{Replica: id, Quorum: quorum, Resync: 100 * time.Millisecond})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replica{e: e, f: f, db: e.Breaker("db"), trans: e.Breaker("db").Subscribe(ctx)}
+	t.Cleanup(func() {
+		cancel()
+		_ = f.Close()
+		_ = e.Close()
+		_ = rdb.Close()
+	})
+	return r
+}
+
+var errDown = errors.New("db down")
+
+// await waits for the breaker's next transition to want, or fails after a
+// bound: what crosses processes through Redis takes real time.
+func (r *replica) await(t *testing.T, want engine.State) engine.Transition {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case tr := <-r.trans:
+			if tr.To == want {
+				return tr
+			}
+		case <-timeout:
+			t.Fatalf("breaker never went %s", want)
+		}
+	}
+}
+
+func TestQuorumOpensTheFleet(t *testing.T) {
+	s := startRedis(t)
+	cfg := engine.Config{FailureThreshold: 1, RecoveryTimeout: time.Minute}
+	a, b, c := newReplica(t, s, "a", 2, cfg), newReplica(t, s, "b", 2, cfg), newReplica(t, s, "c", 2, cfg)
+
+	require.Error(t, a.db.Call(func() error { return errDown }))
+	a.await(t, engine.Open)
+	// Wait for a's vote to land in Redis (a's fleet relays it on its own
+	// goroutine): one replica is no quorum, so c stays closed.
+	rdb := s.client()
+	defer rdb.Close()
+	votes := a.f.key("db", "votes")
+	require.Eventually(t, func() bool { return rdb.ZCard(context.Background(), votes).Val() == 1 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, engine.Closed, c.db.State(), "one bad replica does not open the fleet")
+
+	require.Error(t, b.db.Call(func() error { return errDown }))
+	tr := c.await(t, engine.Open)
+	assert.Contains(t, tr.Reason, "fleet: opened by")
+	require.ErrorIs(t, c.db.Call(func() error { return nil }), engine.ErrOpen, "c never saw a failure, yet rejects")
+	assert.WithinDuration(t, time.Now().Add(time.Minute), tr.OpenUntil, 5*time.Second)
+}
+
+type retryAfter struct{}
+
+func (retryAfter) Error() string             { return "429" }
+func (retryAfter) RetryAfter() time.Duration { return 30 * time.Second }
+
+func TestExplicitSignalNeedsNoQuorum(t *testing.T) {
+	s := startRedis(t)
+	cfg := engine.Config{RecoveryTimeout: time.Second}
+	a, b := newReplica(t, s, "a", 3, cfg), newReplica(t, s, "b", 3, cfg)
+	require.Error(t, a.db.Call(func() error { return retryAfter{} }))
+	tr := b.await(t, engine.Open)
+	assert.WithinDuration(t, time.Now().Add(30*time.Second), tr.OpenUntil, 5*time.Second, "the upstream's wait, not b's recovery timeout")
+}
+
+func TestOneProbeClosesTheFleet(t *testing.T) {
+	s := startRedis(t)
+	cfg := engine.Config{FailureThreshold: 1, RecoveryTimeout: 200 * time.Millisecond}
+	a, b := newReplica(t, s, "a", 1, cfg), newReplica(t, s, "b", 1, cfg)
+	require.Error(t, a.db.Call(func() error { return errDown }))
+	b.await(t, engine.Open)
+	a.await(t, engine.HalfOpen)
+	require.NoError(t, a.db.Call(func() error { return nil }), "a's probe succeeds")
+	b.await(t, engine.Closed)
+	assert.Equal(t, engine.Closed, b.db.State())
+}
+
+func TestRedisDownNeverBlocksCalls(t *testing.T) {
+	s := startRedis(t)
+	cfg := engine.Config{FailureThreshold: 1, RecoveryTimeout: 100 * time.Millisecond}
+	a, b := newReplica(t, s, "a", 1, cfg), newReplica(t, s, "b", 1, cfg)
+	s.kill()
+
+	// Calls and trips go on locally while Redis is gone.
+	start := time.Now()
+	for i := range 1000 {
+		err := a.db.Call(func() error {
+			if i%100 == 0 {
+				return errDown
+			}
+			return nil
+		})
+		_ = err
+	}
+	assert.Less(t, time.Since(start), 2*time.Second, "no call waited on Redis")
+	assert.Equal(t, engine.Closed, b.db.State(), "b decides alone meanwhile")
+
+	// Redis returns; the fleet picks up again.
+	bin, err := exec.LookPath("redis-server")
+	require.NoError(t, err)
+	s.start(bin)
+	require.Eventually(t, func() bool {
+		a.db.Reset()
+		_ = a.db.Call(func() error { return errDown }) // trips a again, which votes
+		select {
+		case tr := <-b.trans:
+			return tr.To == engine.Open
+		case <-time.After(200 * time.Millisecond):
+			return false
+		}
+	}, 10*time.Second, 10*time.Millisecond, "after a restart, a trip reaches b again")
+}
+
+func TestOptions(t *testing.T) {
+	_, err := New(nil, nil, Options{Quorum: -1})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Quorum")
+	_, err = New(nil, nil, Options{Replica: "a|b"})
+	assert.Contains(t, fmt.Sprint(err), "Replica")
+}
