@@ -34,6 +34,7 @@ type Breaker struct {
 	mock   bool    // the clock is driven by hand, so a snapshot can lag it
 	quick  bool    // no slow-call policy, no time-based window: quiet outcomes always tally
 	custom bool    // made by Engine.NewBreaker with its own Config
+	rate   bool    // a rate policy is on: some successes must wait (see snapshot.mayTrip)
 	slowAt time.Duration
 
 	snap     atomic.Pointer[snapshot]
@@ -62,7 +63,6 @@ type Breaker struct {
 type snapshot struct {
 	state State
 	gen   uint64
-	stop  bool       // the breaker is closed
 	err   *OpenError // the rejection for Open and HalfOpen
 	rej   *stripes   // where rejections decided from it are counted
 
@@ -70,6 +70,7 @@ type snapshot struct {
 	full               atomic.Bool // HalfOpen with every probe slot taken
 	mayTrip            atomic.Bool // Closed, and a success could still trip a rate policy
 	idle               atomic.Bool // no call admitted since an Engine's last idle sweep
+	stop               bool        // the breaker is closed (last, to fit one cache line)
 }
 
 const retired = math.MinInt64
@@ -179,6 +180,7 @@ func newBreaker(name string, cfg *Config) *Breaker {
 	}
 	_, b.mock = cfg.Clock.(*clock.Mock)
 	b.quick = cfg.SlowCallThreshold == 0 && cfg.WindowDuration == 0
+	b.rate = cfg.ratePolicy()
 	b.snap.Store(&snapshot{state: Closed, gen: b.m.gen})
 	b.act.Init(mailbox, (*breakerActor)(b))
 	return b
@@ -419,7 +421,7 @@ var errPanicked = &PanicError{Value: "function panicked"}
 // instead. Everything else waits until applied. The common case is kept
 // small enough to inline.
 func (b *Breaker) finish(p pass, o Outcome, err error, start time.Time) {
-	if b.quick && p.snap != nil && o == Success && !p.snap.mayTrip.Load() && p.snap.successes.Add(1) > 0 {
+	if b.quick && p.snap != nil && o == Success && (!b.rate || !p.snap.mayTrip.Load()) && p.snap.successes.Add(1) > 0 {
 		return
 	}
 	b.report(p, o, err, start)
