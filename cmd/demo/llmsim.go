@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/benbjohnson/clock"
-
 	"github.com/nodus/circuitbreaker/engine"
 	"github.com/nodus/circuitbreaker/llm"
 )
@@ -58,16 +56,11 @@ func (p *provider) Chat(ctx context.Context, msgs []llm.Message, opts ...llm.Opt
 // simulateLLM runs the llm scenario on a mock clock. Calls answer at once in
 // simulated time; their latency is counted, not waited for.
 func simulateLLM(ctx context.Context, o options, sc scenario) (*result, error) {
-	mock := clock.NewMock()
-	start := mock.Now()
-	cfg := o.config()
-	cfg.Clock = mock
-	cfg.SubscriberBuffer = 1 << 16
-	e, err := engine.New(cfg)
+	mock, e, collected, err := mockEngine(ctx, o, sc)
 	if err != nil {
 		return nil, err
 	}
-	collected := collect(ctx, e)
+	start := mock.Now()
 	r := &result{opts: o, sc: sc, start: start, end: start.Add(o.duration), cells: make([]tally, o.width)}
 	rng := rand.New(rand.NewPCG(o.seed, 0x5eed))
 	frac := func() float64 { return float64(mock.Now().Sub(start)) / float64(o.duration) }

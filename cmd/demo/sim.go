@@ -78,19 +78,11 @@ func (h *inflight) Pop() any {
 // its end, and finish at the first step after their latency. Every draw
 // comes from one generator seeded by --seed, so a run repeats exactly.
 func simulate(ctx context.Context, o options, sc scenario) (*result, error) {
-	mock := clock.NewMock()
-	start := mock.Now()
-	cfg := o.config()
-	cfg.Clock = mock
-	cfg.SubscriberBuffer = 1 << 16
-	if sc.policy != nil {
-		sc.policy(&cfg)
-	}
-	e, err := engine.New(cfg)
+	mock, e, collected, err := mockEngine(ctx, o, sc)
 	if err != nil {
 		return nil, err
 	}
-	collected := collect(ctx, e)
+	start := mock.Now()
 
 	r := &result{opts: o, sc: sc, start: start, end: start.Add(o.duration), cells: make([]tally, o.width)}
 	breakers := make([]*engine.Breaker, len(sc.upstreams))
@@ -160,6 +152,24 @@ func simulate(ctx context.Context, o options, sc scenario) (*result, error) {
 	_ = e.Close()
 	r.transitions = <-collected
 	return r, nil
+}
+
+// mockEngine makes the engine of a simulated run: the flags' policy (and
+// the scenario's), a mock clock, and a stream buffer no run can fill, with
+// its transitions collected.
+func mockEngine(ctx context.Context, o options, sc scenario) (*clock.Mock, *engine.Engine, <-chan []engine.Transition, error) {
+	mock := clock.NewMock()
+	cfg := o.config()
+	cfg.Clock = mock
+	cfg.SubscriberBuffer = 1 << 16
+	if sc.policy != nil {
+		sc.policy(&cfg)
+	}
+	e, err := engine.New(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return mock, e, collect(ctx, e), nil
 }
 
 // collect gathers the engine's transitions until its stream closes, and
