@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -224,4 +225,32 @@ func TestOptions(t *testing.T) {
 	assert.Contains(t, err.Error(), "Quorum")
 	_, err = New(nil, nil, Options{Replica: "a|b"})
 	assert.Contains(t, fmt.Sprint(err), "Replica")
+}
+
+// A stopped (SIGSTOP) redis-server accepts connections but never answers:
+// the worst case for a client. Calls must not notice, and the fleet's
+// goroutine must still stop promptly.
+func TestRedisUnresponsiveNeverBlocksCalls(t *testing.T) {
+	s := startRedis(t)
+	cfg := engine.Config{FailureThreshold: 1, RecoveryTimeout: 50 * time.Millisecond}
+	a := newReplica(t, s, "a", 1, cfg)
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGSTOP))
+	defer func() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }()
+
+	worst := time.Duration(0)
+	for i := range 500 {
+		start := time.Now()
+		_ = a.db.Call(func() error {
+			if i%50 == 0 {
+				return errDown // trips: the fleet's vote now hangs on Redis, not the caller
+			}
+			return nil
+		})
+		worst = max(worst, time.Since(start))
+	}
+	assert.Less(t, worst, 100*time.Millisecond, "no call waited on the stopped Redis")
+
+	start := time.Now()
+	require.NoError(t, a.f.Close())
+	assert.Less(t, time.Since(start), 2*time.Second, "Close is bounded by the operation timeout")
 }
