@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -253,4 +255,54 @@ func TestRedisUnresponsiveNeverBlocksCalls(t *testing.T) {
 	start := time.Now()
 	require.NoError(t, a.f.Close())
 	assert.Less(t, time.Since(start), 2*time.Second, "Close is bounded by the operation timeout")
+}
+
+// TestLoadCommandsBoundedByResync: three engines with 1000 breakers each
+// under steady traffic. Redis hears from the fleets on resyncs (one
+// pipeline per engine) and on trips, never per call.
+func TestLoadCommandsBoundedByResync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	s := startRedis(t)
+	const engines, breakers, run = 3, 1000, 2 * time.Second // newReplica resyncs every 100ms
+	admin := s.client()
+	defer admin.Close()
+	var bs []*engine.Breaker
+	for i := range engines {
+		r := newReplica(t, s, fmt.Sprint("r", i), 2, engine.Config{})
+		for j := range breakers {
+			bs = append(bs, r.e.Breaker(fmt.Sprint("upstream-", j)))
+		}
+	}
+	before := commands(t, admin)
+	start := time.Now()
+	calls := 0
+	for time.Since(start) < run {
+		for _, b := range bs {
+			_ = b.Call(func() error { return nil })
+			calls++
+		}
+	}
+	elapsed := time.Since(start)
+	cmds := commands(t, admin) - before
+	t.Logf("%d calls, %d Redis commands in %s: %.0f calls/s, %.0f commands/s",
+		calls, cmds, elapsed.Round(time.Millisecond), float64(calls)/elapsed.Seconds(), float64(cmds)/elapsed.Seconds())
+	assert.Greater(t, calls, 10*cmds, "Redis traffic does not follow the call rate")
+}
+
+// commands returns how many commands the server has processed.
+func commands(t *testing.T, c *redis.Client) int {
+	t.Helper()
+	info, err := c.Info(context.Background(), "stats").Result()
+	require.NoError(t, err)
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			n, err := strconv.Atoi(v)
+			require.NoError(t, err)
+			return n
+		}
+	}
+	t.Fatal("no total_commands_processed in INFO")
+	return 0
 }
