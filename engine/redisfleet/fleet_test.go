@@ -22,6 +22,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if id := os.Getenv("REDISFLEET_REPLICA"); id != "" {
+		replicaProcess(os.Getenv("REDISFLEET_SOCK"), id) // a child of TestSeparateProcesses
+		return
+	}
 	goleak.VerifyTestMain(m,
 		// go-redis closes its pools' connections asynchronously.
 		goleak.IgnoreTopFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).reaper"),
