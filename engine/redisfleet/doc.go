@@ -17,14 +17,16 @@
 //   - Other replicas apply a published open with Breaker.ForceOpen, for the
 //     time left. The newest generation wins; a longer open period is never
 //     cut short by a shorter one.
-//   - When a local probe succeeds (half_open → closed), the fleet closes
-//     the breaker fleet-wide and the others reset theirs.
+//   - When a fleet-wide open period ends, one replica takes the probe
+//     lease in Redis; the others stay open until it ends. When the probe
+//     succeeds (half_open → closed), the fleet closes the breaker
+//     fleet-wide and the others reset theirs.
 //   - Pub/sub is at most once, so every Resync interval the fleet also
 //     reads the state of every local breaker in one pipeline and applies
 //     what it missed.
 //
 // Any Redis error leaves the breakers to decide locally; the fleet tries
-// again on the next event or resync. Keys are "<prefix>{<name>}:state" and
-// "<prefix>{<name>}:votes", with the name as a hash tag so a breaker's keys
-// share a Redis Cluster slot.
+// again on the next event or resync. Keys are "<prefix>{<name>}:state",
+// "<prefix>{<name>}:votes" and "<prefix>{<name>}:probe", with the name as a
+// hash tag so a breaker's keys share a Redis Cluster slot.
 package redisfleet

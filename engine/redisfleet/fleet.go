@@ -33,11 +33,14 @@ type Options struct {
 	Resync time.Duration
 	// Timeout bounds every Redis operation. Default 250ms.
 	Timeout time.Duration
+	// ProbeLease is how long one replica may probe a breaker the fleet
+	// opened before another may try. Default 5s.
+	ProbeLease time.Duration
 }
 
 func (o Options) withDefaults() (Options, error) {
-	if o.Quorum < 0 || o.VoteTTL < 0 || o.Resync < 0 || o.Timeout < 0 {
-		return o, fmt.Errorf("redisfleet: Quorum, VoteTTL, Resync and Timeout must be >= 0, got %d, %s, %s, %s", o.Quorum, o.VoteTTL, o.Resync, o.Timeout)
+	if o.Quorum < 0 || o.VoteTTL < 0 || o.Resync < 0 || o.Timeout < 0 || o.ProbeLease < 0 {
+		return o, fmt.Errorf("redisfleet: Quorum, VoteTTL, Resync, Timeout and ProbeLease must be >= 0, got %d, %s, %s, %s, %s", o.Quorum, o.VoteTTL, o.Resync, o.Timeout, o.ProbeLease)
 	}
 	if o.Replica == "" {
 		host, _ := os.Hostname()
@@ -62,6 +65,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 250 * time.Millisecond
+	}
+	if o.ProbeLease == 0 {
+		o.ProbeLease = 5 * time.Second
 	}
 	return o, nil
 }
@@ -153,6 +159,29 @@ func (f *Fleet) local(ctx context.Context, t engine.Transition) {
 		f.eval(ctx, voteScript, t.Name, f.o.Replica, f.o.VoteTTL.Milliseconds(), f.o.Quorum, openMs, explicit)
 	case t.From == engine.HalfOpen && t.To == engine.Closed:
 		f.eval(ctx, closeScript, t.Name, f.o.Replica)
+	case t.To == engine.HalfOpen:
+		f.leaseProbe(ctx, t)
+	}
+}
+
+// leaseProbe lets one replica at a time probe a breaker the fleet opened:
+// the first to reach half-open takes a lease in Redis; the others go back
+// to open until the lease ends, when they may try to take it in turn. A
+// breaker that is open on its own evidence only (no fleet state) probes
+// freely. Redis errors leave the probe to the local breaker.
+func (f *Fleet) leaseProbe(ctx context.Context, t engine.Transition) {
+	if _, fleetOpened := f.gens[t.Name]; !fleetOpened {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.o.Timeout)
+	defer cancel()
+	keys := []string{f.key(t.Name, "state"), f.key(t.Name, "probe")}
+	holder, err := leaseScript.Run(ctx, f.rdb, keys, f.o.Replica, f.o.ProbeLease.Milliseconds()).Text()
+	if err != nil || holder == f.o.Replica || holder == "" {
+		return
+	}
+	if b, ok := f.e.Lookup(t.Name); ok {
+		b.ForceOpen(f.e.Clock().Now().Add(f.o.ProbeLease), reasonPrefix+holder+" holds the probe lease")
 	}
 }
 
@@ -162,7 +191,7 @@ func (f *Fleet) local(ctx context.Context, t engine.Transition) {
 func (f *Fleet) eval(ctx context.Context, s *redis.Script, name string, args ...any) {
 	ctx, cancel := context.WithTimeout(ctx, f.o.Timeout)
 	defer cancel()
-	keys := []string{f.key(name, "state"), f.key(name, "votes")}
+	keys := []string{f.key(name, "state"), f.key(name, "votes"), f.key(name, "probe")}
 	argv := append([]any{name, f.channel()}, args...)
 	// An error leaves the decision to the local breakers; the next event or
 	// resync tries again.
@@ -283,14 +312,29 @@ return gen
 // closeScript closes an open breaker fleet-wide after a replica's probe
 // succeeded, and forgets the votes.
 //
-// KEYS: state, votes. ARGV: name, channel, replica.
+// KEYS: state, votes, probe. ARGV: name, channel, replica.
 var closeScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'state') ~= 'open' then
   return 0
 end
 local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('HSET', KEYS[1], 'state', 'closed', 'until', 0, 'by', ARGV[3])
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('PUBLISH', ARGV[2], ARGV[1] .. '|' .. gen .. '|closed|0|' .. ARGV[3])
 return gen
+`)
+
+// leaseScript takes the probe lease of a breaker the fleet holds open, or
+// says who has it. It returns the holder, or "" when the fleet's state is
+// not open (nothing to lease).
+//
+// KEYS: state, probe. ARGV: replica, lease ms.
+var leaseScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'open' then
+  return ''
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return ARGV[1]
+end
+return redis.call('GET', KEYS[2]) or ''
 `)

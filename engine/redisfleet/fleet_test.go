@@ -106,10 +106,15 @@ type replica struct {
 
 func newReplica(t *testing.T, s *redisServer, id string, quorum int, cfg engine.Config) *replica {
 	t.Helper()
+	return newReplicaWith(t, s, cfg, Options{Replica: id, Quorum: quorum, Resync: 100 * time.Millisecond})
+}
+
+func newReplicaWith(t *testing.T, s *redisServer, cfg engine.Config, o Options) *replica {
+	t.Helper()
 	e, err := engine.New(cfg)
 	require.NoError(t, err)
 	rdb := s.client()
-	f, err := New(e, rdb, Options{Replica: id, Quorum: quorum, Resync: 100 * time.Millisecond})
+	f, err := New(e, rdb, o)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{e: e, f: f, db: e.Breaker("db"), trans: e.Breaker("db").Subscribe(ctx)}
@@ -309,4 +314,46 @@ func commands(t *testing.T, c *redis.Client) int {
 	}
 	t.Fatal("no total_commands_processed in INFO")
 	return 0
+}
+
+// When a fleet-wide open period ends, one replica probes; the others wait
+// out its lease, and its success closes them all.
+func TestOneReplicaProbesAtATime(t *testing.T) {
+	s := startRedis(t)
+	cfg := engine.Config{FailureThreshold: 1, RecoveryTimeout: 200 * time.Millisecond}
+	var rs []*replica
+	for _, id := range []string{"a", "b", "c"} {
+		rs = append(rs, newReplicaWith(t, s, cfg, Options{Replica: id, Quorum: 1, Resync: 100 * time.Millisecond, ProbeLease: 3 * time.Second}))
+	}
+	require.Error(t, rs[0].db.Call(func() error { return errDown }))
+	for _, r := range rs[1:] {
+		r.await(t, engine.Open)
+	}
+	// Every replica reaches half-open; all but the lease holder go back to
+	// open for the lease.
+	var holder *replica
+	deadline := time.Now().Add(5 * time.Second)
+	for holder == nil {
+		require.True(t, time.Now().Before(deadline), "no replica kept the probe")
+		halfOpen, open := 0, 0
+		for _, r := range rs {
+			switch r.db.State() {
+			case engine.HalfOpen:
+				halfOpen++
+				holder = r
+			case engine.Open:
+				open++
+			}
+		}
+		if halfOpen != 1 || open != 2 {
+			holder = nil
+			time.Sleep(10 * time.Millisecond) // polling what crosses Redis
+		}
+	}
+	require.NoError(t, holder.db.Call(func() error { return nil }), "the holder probes")
+	for _, r := range rs {
+		if r != holder {
+			r.await(t, engine.Closed)
+		}
+	}
 }
