@@ -36,6 +36,27 @@ type Options struct {
 	// ProbeLease is how long one replica may probe a breaker the fleet
 	// opened before another may try. Default 5s.
 	ProbeLease time.Duration
+
+	// FailureRate, if set, also opens a breaker fleet-wide when the share
+	// of failures across every replica's calls reaches it over Window,
+	// once there are MinimumCalls calls and failures come from Quorum
+	// replicas: a rate no single replica sees on its own. Every
+	// BatchInterval the fleet sends each breaker's outcome counts since the
+	// last batch, one script per breaker in one pipeline: Redis traffic
+	// follows the number of breakers, never the call rate. 0 turns it off;
+	// otherwise it must be in (0, 1].
+	FailureRate float64
+	// MinimumCalls is how many calls across the fleet the window must hold
+	// before FailureRate applies. Default 20.
+	MinimumCalls int
+	// Window is the span of the fleet-wide failure rate, in ten buckets.
+	// Default 10s.
+	Window time.Duration
+	// BatchInterval is how often outcome counts are sent. Default 250ms.
+	BatchInterval time.Duration
+	// OpenFor is how long a fleet-wide rate trip opens the breaker.
+	// Default 30s.
+	OpenFor time.Duration
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -69,6 +90,21 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ProbeLease == 0 {
 		o.ProbeLease = 5 * time.Second
 	}
+	if !(o.FailureRate >= 0 && o.FailureRate <= 1) || o.MinimumCalls < 0 || o.Window < 0 || o.BatchInterval < 0 || o.OpenFor < 0 {
+		return o, fmt.Errorf("redisfleet: FailureRate must be in [0, 1] and MinimumCalls, Window, BatchInterval, OpenFor >= 0, got %v, %d, %s, %s, %s", o.FailureRate, o.MinimumCalls, o.Window, o.BatchInterval, o.OpenFor)
+	}
+	if o.MinimumCalls == 0 {
+		o.MinimumCalls = 20
+	}
+	if o.Window == 0 {
+		o.Window = 10 * time.Second
+	}
+	if o.BatchInterval == 0 {
+		o.BatchInterval = 250 * time.Millisecond
+	}
+	if o.OpenFor == 0 {
+		o.OpenFor = 30 * time.Second
+	}
 	return o, nil
 }
 
@@ -82,7 +118,8 @@ type Fleet struct {
 	done chan struct{}
 
 	// Owned by the fleet's goroutine.
-	gens map[string]int64 // the newest generation seen per breaker
+	gens map[string]int64  // the newest generation seen per breaker
+	sent map[string]counts // outcome totals already sent, per breaker
 }
 
 // reasonPrefix marks transitions the fleet caused, so they are not voted
@@ -98,7 +135,7 @@ func New(e *engine.Engine, rdb redis.UniversalClient, o Options) (*Fleet, error)
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &Fleet{e: e, rdb: rdb, o: o, stop: cancel, done: make(chan struct{}), gens: map[string]int64{}}
+	f := &Fleet{e: e, rdb: rdb, o: o, stop: cancel, done: make(chan struct{}), gens: map[string]int64{}, sent: map[string]counts{}}
 	local := e.Subscribe(ctx)
 	ps := rdb.Subscribe(ctx, f.channel())
 	go f.run(ctx, local, ps)
@@ -125,6 +162,12 @@ func (f *Fleet) run(ctx context.Context, local <-chan engine.Transition, ps *red
 	remote := ps.Channel()
 	tick := time.NewTicker(f.o.Resync)
 	defer tick.Stop()
+	var batch <-chan time.Time // nil unless the fleet-wide rate is on
+	if f.o.FailureRate > 0 {
+		t := time.NewTicker(f.o.BatchInterval)
+		defer t.Stop()
+		batch = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -140,6 +183,8 @@ func (f *Fleet) run(ctx context.Context, local <-chan engine.Transition, ps *red
 			}
 		case <-tick.C:
 			f.resync(ctx)
+		case <-batch:
+			f.report(ctx)
 		}
 	}
 }
@@ -246,6 +291,57 @@ func (f *Fleet) apply(name string, gen int64, state string, left time.Duration, 
 	}
 }
 
+type counts struct{ calls, failures uint64 }
+
+// report sends each breaker's outcome counts since the last batch, one
+// script per breaker with news, in one pipeline. Counts a batch could not
+// send are sent with the next.
+func (f *Fleet) report(ctx context.Context) {
+	type news struct {
+		name string
+		now  counts
+		d    counts
+	}
+	var batch []news
+	f.e.Range(func(b *engine.Breaker) bool {
+		c := b.Counts()
+		now := counts{calls: c.Successes + c.Failures, failures: c.Failures}
+		last := f.sent[b.Name()]
+		if now.calls > last.calls {
+			batch = append(batch, news{b.Name(), now, counts{now.calls - last.calls, now.failures - last.failures}})
+		}
+		return true
+	})
+	if len(batch) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.o.Timeout)
+	defer cancel()
+	pipe := f.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(batch))
+	bucket := (f.o.Window / 10).Milliseconds()
+	for i, n := range batch {
+		keys := []string{f.key(n.name, "state"), f.key(n.name, "votes"), f.key(n.name, "window")}
+		cmds[i] = rateScript.Eval(ctx, pipe, keys, n.name, f.channel(), f.o.Replica, n.d.calls, n.d.failures,
+			max(bucket, 1), f.o.FailureRate, f.o.MinimumCalls, f.o.Quorum, f.o.VoteTTL.Milliseconds(), f.o.OpenFor.Milliseconds())
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return // nothing is marked sent: the next batch carries these counts too
+	}
+	for i, n := range batch {
+		if gen, err := cmds[i].Int64(); err == nil {
+			f.sent[n.name] = n.now
+			if gen > f.gens[n.name] {
+				f.gens[n.name] = gen
+				if b, ok := f.e.Lookup(n.name); ok {
+					// The fleet opened it on our counts: apply it here too.
+					b.ForceOpen(f.e.Clock().Now().Add(f.o.OpenFor), reasonPrefix+"fleet failure rate")
+				}
+			}
+		}
+	}
+}
+
 // resync reads every local breaker's fleet state in one pipeline.
 func (f *Fleet) resync(ctx context.Context) {
 	var names []string
@@ -337,4 +433,54 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return ARGV[1]
 end
 return redis.call('GET', KEYS[2]) or ''
+`)
+
+// rateScript adds one replica's outcome counts to a breaker's fleet-wide
+// window (ten buckets of the window's span, in a hash) and opens the
+// breaker fleet-wide when the failure rate over the window reaches the
+// threshold with enough calls, and failures come from a quorum of
+// replicas. It returns the new generation if it opened the breaker, else 0.
+//
+// KEYS: state, votes, window. ARGV: name, channel, replica, calls,
+// failures, bucket ms, rate, minimum calls, quorum, vote TTL ms, open ms.
+var rateScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local width = tonumber(ARGV[6])
+local idx = math.floor(now / width)
+redis.call('HINCRBY', KEYS[3], 'c' .. idx, ARGV[4])
+redis.call('HINCRBY', KEYS[3], 'f' .. idx, ARGV[5])
+redis.call('PEXPIRE', KEYS[3], width * 11)
+if tonumber(ARGV[5]) > 0 then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[10]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[10])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local calls, fails = 0, 0
+local all = redis.call('HGETALL', KEYS[3])
+for i = 1, #all, 2 do
+  local b = tonumber(string.sub(all[i], 2))
+  if b <= idx - 10 then
+    redis.call('HDEL', KEYS[3], all[i])
+  elseif string.sub(all[i], 1, 1) == 'c' then
+    calls = calls + tonumber(all[i + 1])
+  else
+    fails = fails + tonumber(all[i + 1])
+  end
+end
+if calls < tonumber(ARGV[8]) or fails / calls < tonumber(ARGV[7]) then
+  return 0
+end
+if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[9]) then
+  return 0
+end
+if redis.call('HGET', KEYS[1], 'state') == 'open' and tonumber(redis.call('HGET', KEYS[1], 'until') or '0') > now then
+  return 0
+end
+local untilMs = now + tonumber(ARGV[11])
+local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('HSET', KEYS[1], 'state', 'open', 'until', untilMs, 'by', ARGV[3])
+redis.call('DEL', KEYS[3])
+redis.call('PUBLISH', ARGV[2], ARGV[1] .. '|' .. gen .. '|open|' .. ARGV[11] .. '|' .. ARGV[3])
+return gen
 `)

@@ -357,3 +357,61 @@ func TestOneReplicaProbesAtATime(t *testing.T) {
 		}
 	}
 }
+
+// A failure rate no replica reaches alone, but the fleet does: each of two
+// replicas fails 60% of a few calls, below any local threshold; together
+// they cross the fleet-wide rate, from a quorum of replicas.
+func TestFleetWideFailureRate(t *testing.T) {
+	s := startRedis(t)
+	cfg := engine.Config{FailureThreshold: 1 << 20}
+	o := func(id string) Options {
+		return Options{Replica: id, Quorum: 2, Resync: 100 * time.Millisecond,
+			FailureRate: 0.5, MinimumCalls: 20, Window: 2 * time.Second, BatchInterval: 20 * time.Millisecond, OpenFor: time.Minute}
+	}
+	a, b := newReplicaWith(t, s, cfg, o("a")), newReplicaWith(t, s, cfg, o("b"))
+	for i := range 15 {
+		for _, r := range []*replica{a, b} {
+			_ = r.db.Call(func() error {
+				if i%5 < 3 {
+					return errDown
+				}
+				return nil
+			})
+		}
+	}
+	tr := a.await(t, engine.Open)
+	assert.Contains(t, tr.Reason, "fleet")
+	tr = b.await(t, engine.Open)
+	assert.Contains(t, tr.Reason, "fleet")
+}
+
+func TestFleetWideRateNeedsAQuorum(t *testing.T) {
+	s := startRedis(t)
+	cfg := engine.Config{FailureThreshold: 1 << 20}
+	o := func(id string) Options {
+		return Options{Replica: id, Quorum: 2, Resync: 50 * time.Millisecond,
+			FailureRate: 0.5, MinimumCalls: 20, Window: 2 * time.Second, BatchInterval: 20 * time.Millisecond}
+	}
+	a, b := newReplicaWith(t, s, cfg, o("a")), newReplicaWith(t, s, cfg, o("b"))
+	for range 30 {
+		_ = a.db.Call(func() error { return errDown }) // one bad replica
+		_ = b.db.Call(func() error { return nil })
+	}
+	// Let several batches and resyncs go by, then check nothing opened.
+	rdb := s.client()
+	defer rdb.Close()
+	window := a.f.key("db", "window")
+	require.Eventually(t, func() bool {
+		all := rdb.HGetAll(context.Background(), window).Val()
+		calls := 0
+		for k, v := range all {
+			if strings.HasPrefix(k, "c") {
+				n, _ := strconv.Atoi(v)
+				calls += n
+			}
+		}
+		return calls == 60
+	}, 5*time.Second, 10*time.Millisecond, "both replicas' counts reached Redis")
+	assert.Equal(t, engine.Closed, a.db.State())
+	assert.Equal(t, engine.Closed, b.db.State(), "50% failures, all from one replica: no quorum")
+}
