@@ -373,31 +373,13 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot) (pass, error) {
 		s.rej.add()
 		return pass{}, s.err
 	}
-	// The caller's context bounds only the wait for mailbox room. Once the
-	// request is queued the breaker may grant a probe slot, so the answer
-	// is always collected (it comes in microseconds), and a slot granted to
-	// a caller that has given up meanwhile is handed back at once.
-	m := b.newMsg(mAdmit)
-	m.wait = true
-	if m.reply == nil {
-		m.reply = make(chan reply, 1)
-	}
-	if err := b.act.Send(ctx, m); err != nil {
-		b.recycle(m)
-		if err == actor.ErrStopped {
-			err = ErrClosed
-		}
+	r, err := b.ask(ctx, b.newMsg(mAdmit))
+	if err != nil {
 		return pass{}, err
-	}
-	var r reply
-	select {
-	case r = <-m.reply:
-		b.recycle(m)
-	case <-b.act.Done():
-		return pass{}, ErrClosed
 	}
 	p := pass{Permit: r.permit}
 	if r.err == nil && ctx.Err() != nil {
+		// Granted to a caller that gave up meanwhile: hand the slot back.
 		b.finish(p, Ignored, ctx.Err(), time.Time{})
 		return pass{}, ctx.Err()
 	}
@@ -459,23 +441,31 @@ func (s *snapshot) tally(o Outcome) bool {
 	return s.successes.Add(1) > 0
 }
 
-// ask sends a request and waits for the answer. The message is recycled
-// only after its answer was received, so a recycled reply channel is
-// always empty.
+// ask sends a request and waits for the answer. ctx bounds only the wait
+// for mailbox room: once queued, a request may change the state (grant a
+// probe slot, say), so its answer is always collected; it comes in
+// microseconds, or the breaker has stopped. Messages are recycled only
+// after their answer was received, so a recycled reply channel is always
+// empty.
 func (b *Breaker) ask(ctx context.Context, m *msg) (reply, error) {
 	m.wait = true
 	if m.reply == nil {
 		m.reply = make(chan reply, 1)
 	}
-	r, err := actor.Ask(ctx, &b.act, m, m.reply)
-	if err != nil {
+	if err := b.act.Send(ctx, m); err != nil {
+		b.recycle(m)
 		if err == actor.ErrStopped {
 			err = ErrClosed
 		}
-		return r, err
+		return reply{}, err
 	}
-	b.recycle(m)
-	return r, nil
+	select {
+	case r := <-m.reply:
+		b.recycle(m)
+		return r, nil
+	case <-b.act.Done():
+		return reply{}, ErrClosed
+	}
 }
 
 // State returns the circuit's state.

@@ -82,12 +82,14 @@ func (s *redisServer) kill() {
 	}
 }
 
-// client is configured the way docs/fleet.md recommends: nothing may
+func (s *redisServer) client() *redis.Client { return unixClient(s.sock) }
+
+// unixClient is configured the way docs/fleet.md recommends: nothing may
 // outlive its context, and nothing retries blindly.
-func (s *redisServer) client() *redis.Client {
+func unixClient(sock string) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Network:               "unix",
-		Addr:                  s.sock,
+		Addr:                  sock,
 		ContextTimeoutEnabled: true,
 		DialTimeout:           200 * time.Millisecond,
 		ReadTimeout:           200 * time.Millisecond,

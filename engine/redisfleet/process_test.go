@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nodus/circuitbreaker/engine"
@@ -24,8 +23,7 @@ func replicaProcess(sock, id string) {
 	if err != nil {
 		panic(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: sock, ContextTimeoutEnabled: true,
-		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	rdb := unixClient(sock)
 	f, err := New(e, rdb, Options{Replica: id, Quorum: 1, Resync: 50 * time.Millisecond})
 	if err != nil {
 		panic(err)
