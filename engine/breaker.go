@@ -15,26 +15,29 @@ import (
 	"github.com/nodus/circuitbreaker/actor"
 )
 
-// Breaker is a circuit breaker: one goroutine that owns a [Machine] and
-// serves admissions, reports and queries sent to it over channels.
+// Breaker is a circuit breaker: an actor (see package actor) whose
+// goroutine owns a [Machine] and serves admissions, reports and queries
+// sent to it over channels. Make one with [NewBreaker] or [Engine.Breaker],
+// and run calls through it with [Breaker.Do].
 //
 // The common paths skip the round trip. The breaker's goroutine publishes
-// an immutable snapshot of its state after every change; a call in the
-// closed state is admitted, and a call in the open state rejected, by
-// reading that snapshot. Successes in the closed state are sent without
-// waiting; every outcome that can change the state (a failure, a slow call,
-// any probe) waits until the breaker has applied it. So when a call
-// returns, its outcome is visible to the same goroutine's next call, State
-// or Counts.
+// a snapshot of its state after every change; a call in the closed state
+// is admitted, and a call in the open state rejected, by reading that
+// snapshot. Successes in the closed state are recorded without waiting;
+// every outcome that can change the state (a failure, a slow call, any
+// probe, a success that could trip a rate policy) waits until the breaker
+// has applied it. So when a call returns, its outcome is visible to the
+// same goroutine's next call, State or Counts.
 //
 // A Breaker is safe for concurrent use. Close it when done with it (or
-// close the Engine it came from) to stop its goroutine.
+// close the Engine it came from) to stop its goroutine and timers.
 type Breaker struct {
 	cfg    *Config // normalized, possibly shared; never changed
 	mock   bool    // the clock is driven by hand, so a snapshot can lag it
 	quick  bool    // no slow-call policy, no time-based window: quiet outcomes always tally
 	custom bool    // made by Engine.NewBreaker with its own Config
 	rate   bool    // a rate policy is on: some successes must wait (see snapshot.mayTrip)
+	lean   bool    // only the consecutive-failure policy: failures may skip the wait (see snapshot.budget)
 	slowAt time.Duration
 
 	snap     atomic.Pointer[snapshot]
@@ -50,6 +53,7 @@ type Breaker struct {
 	timer   *clock.Timer
 	timerAt int64 // the armed timer's deadline, in Unix nanoseconds; 0 if none
 	wakeID  uint64
+	base    int64 // failures the current snapshot's budget allows, in-flight ones aside
 }
 
 // snapshot is what the fast paths read. The breaker's goroutine replaces
@@ -70,7 +74,12 @@ type snapshot struct {
 	full               atomic.Bool // HalfOpen with every probe slot taken
 	mayTrip            atomic.Bool // Closed, and a success could still trip a rate policy
 	idle               atomic.Bool // no call admitted since an Engine's last idle sweep
-	stop               bool        // the breaker is closed (last, to fit one cache line)
+	stop               bool        // the breaker is closed
+
+	// What the common paths touch fits the first cache line; these are
+	// for failures of lean breakers only (see Breaker.failure).
+	budget atomic.Int64 // failures that may still be sent without waiting
+	folded int64        // successes folded into the machine so far; the owner's alone
 }
 
 const retired = math.MinInt64
@@ -96,6 +105,8 @@ const (
 	mUnsubscribe
 	mWake
 	mForceOpen
+	mFailure // a lean breaker's closed-state failure; see Breaker.failure
+	mSync    // nothing: its answer means everything queued before it is applied
 )
 
 // msg is every message a breaker's goroutine handles. Messages travel by
@@ -109,6 +120,8 @@ type msg struct {
 	err     error
 	elapsed time.Duration
 	ctx     context.Context // mSubscribe only
+	snap    *snapshot       // mFailure: the snapshot whose budget the failure took
+	mark    int64           // mFailure: its successes tally when the call failed
 	reply   chan reply      // made on first use, kept across recycling
 }
 
@@ -156,7 +169,8 @@ type reply struct {
 }
 
 // NewBreaker returns a breaker with the given name and policies. It
-// returns a *ConfigError if cfg is invalid.
+// returns a [*ConfigError] if cfg is invalid. The name appears in errors
+// and transitions.
 func NewBreaker(name string, cfg Config) (*Breaker, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
@@ -181,7 +195,13 @@ func newBreaker(name string, cfg *Config) *Breaker {
 	_, b.mock = cfg.Clock.(*clock.Mock)
 	b.quick = cfg.SlowCallThreshold == 0 && cfg.WindowDuration == 0
 	b.rate = cfg.ratePolicy()
-	b.snap.Store(&snapshot{state: Closed, gen: b.m.gen})
+	b.lean = b.quick && !b.rate && cfg.WindowSize == 0 && cfg.ShouldTrip == nil && cfg.FailureThreshold > 0
+	s := &snapshot{state: Closed, gen: b.m.gen}
+	if b.lean {
+		b.base = int64(cfg.FailureThreshold) - 1
+		s.budget.Store(b.base)
+	}
+	b.snap.Store(s)
 	b.act.Init(mailbox, (*breakerActor)(b))
 	return b
 }
@@ -200,18 +220,19 @@ func (b *Breaker) now() clock.Clock {
 // Name returns the breaker's name.
 func (b *Breaker) Name() string { return b.m.name }
 
-// Call runs fn if the circuit admits it and records its outcome. It is the
-// simplest entry point; Do adds a context.
+// Call runs fn if the circuit admits it and records its outcome. It is
+// [Breaker.Do] without a context.
 func (b *Breaker) Call(fn func() error) error {
 	_, err := execute(context.Background(), b, func(context.Context) (struct{}, error) { return struct{}{}, fn() })
 	return err
 }
 
 // Do runs fn if the circuit admits it, passing ctx through, and records its
-// outcome. It returns fn's error unchanged, an error matching ErrOpen if
-// the call was rejected, ErrClosed after Close, or ctx.Err() if ctx was
-// done before fn could start (fn is then not run). If fn panics, the
-// outcome is recorded as a failure and the panic continues.
+// outcome. It returns fn's error unchanged, an error matching [ErrOpen]
+// (an [*OpenError]) if the call was rejected, [ErrClosed] after Close, or
+// ctx.Err() if ctx was done before fn could start (fn is then not run).
+// fn's error is classified by Config.Classify. If fn panics, the outcome
+// is recorded as a failure and the panic continues.
 //
 // Most callers should use Do.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
@@ -219,7 +240,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error 
 	return err
 }
 
-// Execute is Do for functions that return a value.
+// Execute is [Breaker.Do] for functions that return a value.
 func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
 	return execute(ctx, b, fn)
 }
@@ -254,10 +275,14 @@ func run[T any](ctx context.Context, b *Breaker, p pass, fn func(context.Context
 	return v, err
 }
 
-// Result is what Async delivers: fn's value and error, or a rejection.
+// Result is what [Async] delivers: fn's value and error, or a rejection.
 type Result[T any] struct {
+	// Value is what fn returned; the zero value if fn did not run or
+	// panicked.
 	Value T
-	Err   error
+	// Err is fn's error, the error of a call that did not run (as from
+	// [Breaker.Do]), or a [*PanicError].
+	Err error
 }
 
 // Async starts fn under the breaker and returns a channel that receives
@@ -265,7 +290,7 @@ type Result[T any] struct {
 // the goroutine running fn never blocks on it and never leaks. A rejected
 // call or a ctx already done delivers at once, without starting a
 // goroutine. A panic in fn is recorded as a failure and delivered as a
-// *PanicError instead of crashing the program.
+// [*PanicError] instead of crashing the program.
 func Async[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) <-chan Result[T] {
 	ch := make(chan Result[T], 1)
 	if err := ctx.Err(); err != nil {
@@ -293,8 +318,9 @@ func Async[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, 
 	return ch
 }
 
-// Ticket is an admitted call of the two-step API: the caller runs the work
-// however it likes and reports how it went.
+// Ticket is an admitted call of the two-step API, from [Breaker.Admit]:
+// the caller runs the work however it likes and reports how it went with
+// [Ticket.Report]. A Ticket is safe for concurrent use.
 type Ticket struct {
 	b     *Breaker
 	p     pass
@@ -304,9 +330,10 @@ type Ticket struct {
 
 // Admit asks to run one call, for callers that cannot wrap their work in a
 // function (event loops, callbacks, streams). It returns an error matching
-// ErrOpen if the circuit refuses, ErrClosed after Close, or ctx.Err(). An
-// admitted call must be reported with Ticket.Report; a half-open probe
-// that never is gets reclaimed as a failure after Config.ProbeLease.
+// [ErrOpen] if the circuit refuses, [ErrClosed] after Close, or
+// ctx.Err(). An admitted call must be reported with [Ticket.Report] or
+// [Ticket.ReportAs]; a half-open probe that never is gets reclaimed as a
+// failure after Config.ProbeLease.
 func (b *Breaker) Admit(ctx context.Context) (*Ticket, error) {
 	// Small enough to inline, so a ticket that does not outlive its
 	// caller stays on the caller's stack.
@@ -328,9 +355,9 @@ func (b *Breaker) admitTicket(ctx context.Context, t *Ticket) (err error) {
 	return err
 }
 
-// Report records the call's outcome, classified like the error of Do. Only
-// the first Report of a ticket counts; later ones, and Report on a nil
-// ticket, do nothing.
+// Report records the call's outcome, classified by Config.Classify like
+// the error of [Breaker.Do]. Only the first report of a ticket counts;
+// later ones, and Report on a nil ticket, do nothing.
 func (t *Ticket) Report(err error) {
 	if t == nil {
 		return
@@ -417,6 +444,10 @@ func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 	// A success can trip a rate policy (it may be the call that fills the
 	// window up to MinimumCalls, and old buckets leaving a time-based
 	// window can raise the rate), so then it waits too.
+	if o == Failure && b.lean && p.Probe == 0 {
+		b.failure(p, err)
+		return
+	}
 	mayTrip := o == Success && b.cfg.ratePolicy() && (b.cfg.WindowDuration > 0 || p.snap == nil || p.snap.mayTrip.Load())
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
 	if quiet && p.snap != nil && b.cfg.WindowDuration == 0 && (o == Ignored || !b.quick) && p.snap.tally(o) {
@@ -425,6 +456,35 @@ func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 	m := b.newMsg(mReport)
 	m.permit, m.outcome, m.err, m.elapsed = p.Permit, o, err, elapsed
 	if quiet {
+		b.send(m)
+		return
+	}
+	_, _ = b.ask(context.Background(), m)
+}
+
+// failure reports a closed-state failure of a lean breaker, whose only
+// policy is FailureThreshold consecutive failures. Such a failure waits for
+// the breaker only if it could open the circuit: the snapshot's budget
+// counts how many more failures could be applied without reaching the
+// threshold, even if no success came between them, and every failure takes
+// one from it. The others are sent without waiting, which keeps the promise
+// that a call's outcome is applied when it returns: a failure that cannot
+// change the state changes nothing the same goroutine's next call or State
+// could see, and Counts, a message, is answered after it.
+//
+// A failure sent ahead can be overtaken by the same caller's next success,
+// which goes to the snapshot's tally. So it carries the tally as it was
+// when the call failed, and if the breaker has folded in more successes
+// than that, a success came after it: it no longer extends the run of
+// consecutive failures.
+func (b *Breaker) failure(p pass, err error) {
+	s := p.snap
+	if s == nil { // admitted by a message, just as the circuit closed
+		s = b.snap.Load()
+	}
+	m := b.newMsg(mFailure)
+	m.permit, m.err, m.snap, m.mark = p.Permit, err, s, s.successes.Load()
+	if s.budget.Add(-1) >= 0 && retryAfter(err) == 0 {
 		b.send(m)
 		return
 	}
@@ -480,7 +540,8 @@ func (b *Breaker) State() State {
 }
 
 // Counts returns the breaker's counts, including every outcome reported
-// before the call.
+// before the call. It waits for the breaker's goroutine, so it costs more
+// than [Breaker.State].
 func (b *Breaker) Counts() Counts {
 	r, err := b.ask(context.Background(), b.newMsg(mCounts))
 	if err != nil {
@@ -491,23 +552,25 @@ func (b *Breaker) Counts() Counts {
 	return r.counts
 }
 
-// Reset closes the circuit and clears the consecutive and window counts
-// (the Python seed's reset()). Outcomes of calls admitted before it are
-// dropped as stale. It also ends an isolation.
+// Reset closes the circuit and clears the consecutive and window counts.
+// Outcomes of calls admitted before it are dropped as stale. It also ends
+// an isolation.
 func (b *Breaker) Reset() { b.control(mReset) }
 
 // Trip opens the circuit now, unless it is open already; recovery then
 // follows as after any trip.
 func (b *Breaker) Trip() { b.control(mTrip) }
 
-// Isolate opens the circuit and holds it open until Reset.
+// Isolate opens the circuit and holds it open until [Breaker.Reset]: no
+// timer, no probes. Rejections then carry OpenError.Isolated.
 func (b *Breaker) Isolate() { b.control(mIsolate) }
 
 // ForceOpen opens the circuit until the given time (on the breaker's
 // clock), or keeps it open at least that long if it is open already;
 // recovery then follows as after any trip. It is for signals from outside
 // the breaker, such as fleet mode relaying another replica's trip; reason
-// becomes the transition's Reason.
+// becomes the transition's Reason. A time not after now, or an isolated
+// circuit, changes nothing.
 func (b *Breaker) ForceOpen(until time.Time, reason string) {
 	m := b.newMsg(mForceOpen)
 	m.elapsed = time.Duration(until.UnixNano())
@@ -521,7 +584,7 @@ func (b *Breaker) control(k msgKind) { _, _ = b.ask(context.Background(), b.newM
 // order. It never blocks the breaker: if the channel's buffer
 // (Config.SubscriberBuffer) is full, transitions are dropped for this
 // subscriber and the next one it gets carries the number missed in
-// Transition.Missed. The channel is closed when ctx is done or the breaker
+// [Transition.Missed]. The channel is closed when ctx is done or the breaker
 // is closed.
 func (b *Breaker) Subscribe(ctx context.Context) <-chan Transition {
 	m := b.newMsg(mSubscribe)
@@ -535,10 +598,13 @@ func (b *Breaker) Subscribe(ctx context.Context) <-chan Transition {
 	return r.sub
 }
 
-// Close stops the breaker's goroutine, closes its subscriptions, and waits
-// until OnStateChange has seen every transition. Calls after Close return
-// ErrClosed. Close is idempotent and always returns nil.
+// Close stops the breaker's goroutine and timer, closes its subscriptions,
+// and waits until OnStateChange has seen every transition. Calls after
+// Close return [ErrClosed]. Close is idempotent and always returns nil.
 func (b *Breaker) Close() error {
+	// Failures sent without waiting (see Breaker.failure) belong to calls
+	// that have returned: apply what is queued before stopping.
+	_, _ = b.ask(context.Background(), b.newMsg(mSync))
 	b.act.Stop()
 	if b.runner != nil {
 		b.runner.Close()
@@ -563,6 +629,13 @@ func (b *Breaker) handle(m *msg) {
 		r.permit, r.err = b.m.Admit(now)
 	case mReport:
 		b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
+	case mFailure:
+		m.snap.budget.Add(1)
+		if m.mark < m.snap.folded {
+			b.m.ReportFailureBefore(now, m.permit, m.err)
+		} else {
+			b.m.Report(now, m.permit, Failure, m.err, 0)
+		}
 	case mState:
 		b.m.Advance(now)
 		r.state = b.m.State()
@@ -614,6 +687,10 @@ func (b *Breaker) publish() {
 			}
 			ns.err, ns.rej = b.m.OpenError(), b.rejected
 		}
+		if b.lean {
+			b.base = b.budgetBase()
+			ns.budget.Store(b.base)
+		}
 		b.snap.Store(ns)
 		b.fold(b.now().Now(), s, retired)
 	}
@@ -622,6 +699,14 @@ func (b *Breaker) publish() {
 	cur := b.snap.Load()
 	cur.full.Store(b.m.ProbesFull())
 	cur.mayTrip.Store(b.m.SuccessMayTrip())
+	if b.lean {
+		// Failures in flight have taken their share already; the budget
+		// moves only by what the applied counts changed.
+		if base := b.budgetBase(); base != b.base {
+			cur.budget.Add(base - b.base)
+			b.base = base
+		}
+	}
 	// Only now hand the transitions out: whoever sees one and calls the
 	// breaker must find the snapshot already showing it.
 	for _, t := range b.m.TakeTransitions() {
@@ -655,6 +740,15 @@ func (b *Breaker) publish() {
 	})
 }
 
+// budgetBase is how many more consecutive failures the circuit can take
+// without opening; none unless it is closed.
+func (b *Breaker) budgetBase() int64 {
+	if b.m.State() != Closed {
+		return -1
+	}
+	return int64(b.cfg.FailureThreshold) - 1 - int64(b.m.c.ConsecutiveFailures)
+}
+
 // exit runs on the breaker's goroutine when it stops.
 func (b *Breaker) exit() {
 	now := b.now().Now()
@@ -673,16 +767,23 @@ func (b *Breaker) exit() {
 	}
 }
 
-// fold moves what callers added to s's tallies, and the rejections
-// counted since the last fold, into the machine, leaving next in the
-// tallies (0, or retired when s is being replaced).
+// fold moves what callers added to s's tallies since the last fold, and
+// the rejections counted since then, into the machine. next is 0, or
+// retired when s is being replaced: then the tallies are retired too.
 func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 	if b.rejected != nil {
 		b.m.Reject(b.rejected.take())
 	}
 	p := Permit{Gen: s.gen}
-	if n := s.successes.Swap(next); n > 0 {
-		b.m.ReportN(now, p, Success, uint64(n))
+	// The successes tally only grows, until retired, so that a failure
+	// can tell whether successes came after it (see Breaker.failure).
+	n := s.successes.Load()
+	if next == retired {
+		n = s.successes.Swap(retired)
+	}
+	if n > s.folded {
+		b.m.ReportN(now, p, Success, uint64(n-s.folded))
+		s.folded = n
 	}
 	if n := s.ignored.Swap(next); n > 0 {
 		b.m.ReportN(now, p, Ignored, uint64(n))

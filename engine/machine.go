@@ -7,11 +7,13 @@ import (
 	"time"
 )
 
-// Permit is an admission: the generation of the state the call was admitted
-// in, and the probe's id in half-open (0 otherwise). A report whose
-// generation is no longer current is stale and changes nothing.
+// Permit is an admission by [Machine.Admit], to be handed back to
+// [Machine.Report]. A report whose generation is no longer current is
+// stale and changes nothing.
 type Permit struct {
-	Gen   uint64
+	// Gen is the [Machine.Generation] the call was admitted in.
+	Gen uint64
+	// Probe is the probe's id in half-open, 0 otherwise.
 	Probe uint64
 }
 
@@ -22,9 +24,10 @@ type lease struct {
 
 // Machine is the circuit breaker's state machine with every policy, and
 // nothing else: no goroutines, no channels, no clock. Time is an argument
-// of every method, so the same inputs always give the same outputs. A
-// [Breaker] drives one from its goroutine; simulations and tests can drive
-// one directly.
+// of every method that needs it, so the same inputs always give the same
+// outputs (with Config.Seed set, if Config.Jitter is on). A [Breaker]
+// drives one from its goroutine; simulations and tests can drive one
+// directly.
 //
 // Machine is not safe for concurrent use.
 type Machine struct {
@@ -56,7 +59,8 @@ type tally struct {
 	ConsecutiveSuccesses, ConsecutiveFailures                                  uint64
 }
 
-// NewMachine returns a closed machine for a breaker of the given name.
+// NewMachine returns a closed machine for a breaker of the given name. It
+// returns a [*ConfigError] if cfg is invalid.
 func NewMachine(name string, cfg Config) (*Machine, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
@@ -77,7 +81,8 @@ func makeMachine(name string, cfg *Config) Machine {
 func (m *Machine) State() State { return m.state }
 
 // Generation identifies the current state; it changes with every
-// transition, reset and isolation.
+// transition, Reset and Isolate, and with a ForceOpen that extends the open
+// period, so that calls admitted before count as stale.
 func (m *Machine) Generation() uint64 { return m.gen }
 
 // Isolated reports whether the circuit is held open until Reset.
@@ -127,8 +132,9 @@ func (m *Machine) Counts(now time.Time) Counts {
 	return c
 }
 
-// Admit decides whether a call may run now. It returns a Permit to pass to
-// Report, or an *OpenError.
+// Admit decides whether a call may run now, after applying what time
+// alone does (see [Machine.Advance]). It returns a Permit to pass to
+// [Machine.Report], or an [*OpenError].
 func (m *Machine) Admit(now time.Time) (Permit, error) {
 	m.Advance(now)
 	switch m.state {
@@ -169,10 +175,25 @@ func (m *Machine) Slow(elapsed time.Duration) bool {
 
 // Report applies the outcome of an admitted call: o is how it counts, err
 // the error it returned (read for a Retry-After hint and kept as the cause
-// if it opens the circuit), elapsed how long it ran. It returns false, and
-// changes nothing but the Stale count, when the report is stale: the state
-// changed since the call was admitted, or the probe's lease expired.
+// if it opens the circuit), elapsed how long it ran. It first applies
+// [Machine.Advance]; then it returns false, and changes nothing but the
+// Stale count, when the report is stale: the state changed since the call
+// was admitted, or the probe's lease expired.
 func (m *Machine) Report(now time.Time, p Permit, o Outcome, err error, elapsed time.Duration) bool {
+	return m.report(now, p, o, err, elapsed, true)
+}
+
+// ReportFailureBefore applies a failure that reaches the machine after a
+// success that followed it: a report sent without waiting, say, overtaken
+// by a later success of the same caller. It counts like Report's failure
+// (totals, windows, rate policies, a Retry-After hint) but leaves the
+// consecutive runs alone, since the later success has already ended the
+// run the failure belonged to.
+func (m *Machine) ReportFailureBefore(now time.Time, p Permit, err error) bool {
+	return m.report(now, p, Failure, err, 0, false)
+}
+
+func (m *Machine) report(now time.Time, p Permit, o Outcome, err error, elapsed time.Duration, inOrder bool) bool {
 	m.Advance(now)
 	if p.Gen != m.gen {
 		m.c.Stale++
@@ -198,8 +219,10 @@ func (m *Machine) Report(now time.Time, p Permit, o Outcome, err error, elapsed 
 	default:
 		o = Failure
 		m.c.Failures++
-		m.c.ConsecutiveFailures++
-		m.c.ConsecutiveSuccesses = 0
+		if inOrder {
+			m.c.ConsecutiveFailures++
+			m.c.ConsecutiveSuccesses = 0
+		}
 	}
 	if slow {
 		m.c.SlowCalls++
@@ -382,7 +405,7 @@ func (m *Machine) ForceOpen(now, until time.Time, reason string) {
 	m.transition(now, Open, reason)
 }
 
-// Isolate opens the circuit and holds it open until Reset.
+// Isolate opens the circuit and holds it open until [Machine.Reset].
 func (m *Machine) Isolate(now time.Time) {
 	m.Advance(now)
 	m.isolated = true
