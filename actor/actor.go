@@ -11,7 +11,8 @@ import (
 var ErrStopped = errors.New("actor: stopped")
 
 // Actor handles the messages of type M sent to its mailbox, one at a time,
-// in the order they were queued. Create one with [Start].
+// in the order they were queued. Create one with [Start], or embed one and
+// call [Actor.Init].
 //
 // An idle actor costs no goroutine: one is started when a message arrives
 // at an empty mailbox and ends when the mailbox is empty again, so a
@@ -26,7 +27,8 @@ type Actor[M any] struct {
 	h        Handler[M]
 }
 
-// Handler is what an actor does.
+// Handler is what an actor does, for [Actor.Init]; [Start] takes the same
+// two hooks as functions.
 type Handler[M any] interface {
 	// Handle runs for every message.
 	Handle(M)
@@ -126,6 +128,8 @@ func (a *Actor[M]) Send(ctx context.Context, m M) error {
 }
 
 // TrySend queues m if there is room right now, and reports whether it did.
+// It never waits, so an actor can use it to send to another without ever
+// blocking on it.
 func (a *Actor[M]) TrySend(m M) bool {
 	select {
 	case <-a.done:

@@ -1,4 +1,6 @@
-// Package actor is a tiny, typed runtime for goroutines that own their state.
+// Package actor is a tiny, typed runtime for goroutines that own their
+// state. Start an actor with [Start], send it messages with [Actor.Send] or
+// [Ask], and end it with [Actor.Stop].
 //
 // An [Actor] is a typed mailbox and the goroutine that handles it. Everything
 // the actor owns is touched only by that goroutine, so it needs no locks;
@@ -16,6 +18,6 @@
 //   - [Runner] calls a function for each posted value, in order, exactly once,
 //     on a goroutine of its own, with an unbounded queue in between.
 //
-// The package knows nothing about circuit breakers; package engine builds
-// them on top of it.
+// The package knows nothing about circuit breakers; package
+// [github.com/nodus/circuitbreaker/engine] builds them on top of it.
 package actor

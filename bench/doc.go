@@ -1,4 +1,11 @@
-// Package bench compares this project's breaker with its peers, side by
-// side in one run. It holds only benchmarks; see docs/benchmarks.md for the
-// latest numbers and run.sh to regenerate them.
+// Package bench compares this project's breaker with its peers
+// (sony/gobreaker, failsafe-go, eapache/go-resiliency, afex/hystrix-go,
+// rubyist/circuitbreaker) side by side in one run. It holds only
+// benchmarks, in peers_test.go; start with bench/run.sh, which runs them in
+// interleaved passes and writes docs/benchmarks.md through the benchdoc
+// command (bench/cmd/benchdoc). It is a module of its own, so the peers
+// never become dependencies of the library.
+//
+//	go test -run '^$' -bench . ./bench   # one pass, from the repository root
+//	bench/run.sh                          # regenerate docs/benchmarks.md
 package bench

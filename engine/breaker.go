@@ -24,10 +24,11 @@ import (
 // a snapshot of its state after every change; a call in the closed state
 // is admitted, and a call in the open state rejected, by reading that
 // snapshot. Successes in the closed state are recorded without waiting;
-// every outcome that can change the state (a failure, a slow call, any
-// probe, a success that could trip a rate policy) waits until the breaker
-// has applied it. So when a call returns, its outcome is visible to the
-// same goroutine's next call, State or Counts.
+// every outcome that could change the state (a failure that may open the
+// circuit, a slow call, any probe, a success that could trip a rate
+// policy) waits until the breaker has applied it. So when a call returns,
+// its outcome is visible to the same goroutine's next call, State or
+// Counts.
 //
 // A Breaker is safe for concurrent use. Close it when done with it (or
 // close the Engine it came from) to stop its goroutine and timers.
@@ -71,10 +72,10 @@ type snapshot struct {
 	rej   *stripes   // where rejections decided from it are counted
 
 	successes, ignored atomic.Int64
-	full               atomic.Bool // HalfOpen with every probe slot taken
-	mayTrip            atomic.Bool // Closed, and a success could still trip a rate policy
-	idle               atomic.Bool // no call admitted since an Engine's last idle sweep
-	stop               bool        // the breaker is closed
+	full               atomic.Bool   // HalfOpen with every probe slot taken
+	mayTrip            atomic.Bool   // Closed, and a success could still trip a rate policy
+	idle               atomic.Uint32 // an Engine's idle sweeps since a call was last admitted
+	stop               bool          // the breaker is closed
 
 	// What the common paths touch fits the first cache line; these are
 	// for failures of lean breakers only (see Breaker.failure).
@@ -384,8 +385,8 @@ func (t *Ticket) ReportAs(o Outcome, err error) {
 func (b *Breaker) admit(ctx context.Context) (pass, error) {
 	s := b.snap.Load()
 	if s.state == Closed && !s.stop {
-		if s.idle.Load() { // written once per sweep, so the line stays shared
-			s.idle.Store(false)
+		if s.idle.Load() != 0 { // written once per sweep, so the line stays shared
+			s.idle.Store(0)
 		}
 		return pass{Permit{Gen: s.gen}, s}, nil
 	}

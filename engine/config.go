@@ -12,7 +12,8 @@ import (
 // Config sets a breaker's policies. The zero value is a working breaker:
 // it opens after 5 consecutive failures, stays open for 60 seconds, then
 // lets one probe through. Every field documents its zero value; a value out
-// of range makes NewBreaker return a *ConfigError naming the field.
+// of range makes [NewBreaker], [New] and [Config.Validate] return a
+// [*ConfigError] naming the field.
 type Config struct {
 	// FailureThreshold is the number of consecutive failures that opens
 	// the circuit. 0 means 5, unless another trip policy
@@ -27,11 +28,12 @@ type Config struct {
 	// without the circuit having closed in between: the n-th consecutive
 	// open period lasts RecoveryTimeout × BackoffMultiplier^(n-1), capped
 	// at MaxRecoveryTimeout. 0 means 1 (a fixed period); otherwise it must
-	// be >= 1.
+	// be in [1, 1e6].
 	BackoffMultiplier float64
 	// MaxRecoveryTimeout caps every open period: backoff growth and
 	// upstream Retry-After hints alike. 0 means 10 minutes, or
-	// RecoveryTimeout if that is longer.
+	// RecoveryTimeout if that is longer; any other value must be at least
+	// RecoveryTimeout.
 	MaxRecoveryTimeout time.Duration
 	// Jitter spreads each open period at random by up to this fraction
 	// either way (0.1 means ±10%), so a fleet of breakers does not probe
@@ -58,12 +60,14 @@ type Config struct {
 	// otherwise it must be in (0, 1].
 	FailureRateThreshold float64
 	// SlowCallThreshold marks a call that takes at least this long as
-	// slow, whatever its outcome. 0 turns slow-call detection off. A slow
-	// probe counts as a failed probe.
+	// slow, whether it succeeded or failed (an Ignored call is never slow).
+	// 0 turns slow-call detection off. A slow probe counts as a failed
+	// probe.
 	SlowCallThreshold time.Duration
 	// SlowCallRateThreshold opens the circuit when the share of slow calls
 	// in the sliding window reaches it, once the window holds MinimumCalls
-	// calls. 0 means 1 (every call slow) when SlowCallThreshold is set.
+	// calls. 0 means 1 (every call slow) when SlowCallThreshold is set;
+	// setting it without SlowCallThreshold is an error.
 	SlowCallRateThreshold float64
 	// WindowSize makes the sliding window count-based: the last WindowSize
 	// calls, at most 1,000,000. 0 means 100 when a rate policy is set and
@@ -71,13 +75,14 @@ type Config struct {
 	WindowSize int
 	// WindowDuration makes the sliding window time-based: the calls of the
 	// last WindowDuration, kept in WindowBuckets buckets. It cannot be
-	// combined with WindowSize.
+	// combined with WindowSize. 0 leaves the window, if any, count-based.
 	WindowDuration time.Duration
 	// WindowBuckets is the number of buckets of a time-based window, at
 	// most 10,000; the window slides one bucket at a time. 0 means 10.
 	WindowBuckets int
 	// MinimumCalls is how many calls the window must hold before the rate
-	// policies may open the circuit. 0 means 20, or WindowSize if smaller.
+	// policies may open the circuit. 0 means 20, or WindowSize if smaller;
+	// it must not exceed WindowSize.
 	MinimumCalls int
 
 	// ShouldTrip, if set, is asked after every failure or slow call in the
@@ -87,7 +92,7 @@ type Config struct {
 	ShouldTrip func(Counts) bool
 
 	// Classify sorts a call's error into Success, Failure or Ignored.
-	// nil means DefaultClassify.
+	// nil means [DefaultClassify]. Ticket.ReportAs bypasses it.
 	Classify func(error) Outcome
 
 	// Clock is the breaker's time source. nil means real time; a

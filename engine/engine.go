@@ -62,7 +62,8 @@ type engineReply struct {
 }
 
 // New returns a running engine whose breakers default to defaults. It
-// returns a *ConfigError if defaults is invalid.
+// returns a [*ConfigError] if defaults or an option is invalid. Close the
+// engine when done with it.
 func New(defaults Config, opts ...Option) (*Engine, error) {
 	defaults, err := defaults.normalize()
 	if err != nil {
@@ -87,13 +88,17 @@ func New(defaults Config, opts ...Option) (*Engine, error) {
 type Option func(*Engine)
 
 // WithIdleTimeout makes the engine forget breakers that are in the
-// closed state and have admitted no call for about d (between d and 1.5 d: the
-// engine checks every d/2). A later Engine.Breaker with the same name
-// makes a fresh one. A forgotten breaker is not closed: a caller that
-// still holds it keeps a working breaker, just no longer the engine's, so
-// with this option look breakers up by name for each use. Breakers made
-// with NewBreaker or with an OnStateChange callback are kept. 0, the
-// default, keeps every breaker until Close.
+// closed state and have admitted no call for a while, so that an engine
+// keyed by host or tenant does not grow without bound. The engine sweeps
+// every d/2, and a breaker that admitted no call across two whole sweep
+// intervals is forgotten at the next sweep: between d and 1.5 d after its
+// last call. A later
+// [Engine.Breaker] with the same name makes a fresh one. A forgotten
+// breaker is not closed: a caller that still holds it keeps a working
+// breaker, just no longer the engine's, so with this option look breakers
+// up by name for each use. Breakers made with [Engine.NewBreaker] or with
+// a Config.OnStateChange callback are kept. 0, the default, keeps every
+// breaker until Close; d must not be negative.
 func WithIdleTimeout(d time.Duration) Option { return func(e *Engine) { e.idle = d } }
 
 // armSweep schedules the next idle sweep, if eviction is on.
@@ -112,7 +117,7 @@ func (e *Engine) armSweep() {
 
 // Breaker returns the breaker with the given name, creating it with the
 // engine's defaults if there is none. After Close it returns a closed
-// breaker, whose calls fail with ErrClosed.
+// breaker, whose calls fail with [ErrClosed].
 func (e *Engine) Breaker(name string) *Breaker {
 	if b, ok := e.breakers.Load(name); ok {
 		return b.(*Breaker)
@@ -134,7 +139,8 @@ func (e *Engine) Clock() clock.Clock {
 	return realTime
 }
 
-// Lookup returns the breaker with the given name, if there is one.
+// Lookup returns the breaker with the given name, if there is one. Unlike
+// [Engine.Breaker] it never creates one.
 func (e *Engine) Lookup(name string) (*Breaker, bool) {
 	b, ok := e.breakers.Load(name)
 	if !ok {
@@ -150,9 +156,9 @@ func (e *Engine) Range(f func(*Breaker) bool) {
 	e.breakers.Range(func(_, v any) bool { return f(v.(*Breaker)) })
 }
 
-// NewBreaker creates a breaker with its own Config. It returns an error
-// matching ErrDuplicate if the name is taken, a *ConfigError if cfg is
-// invalid, or ErrClosed after Close.
+// NewBreaker creates a breaker with its own Config instead of the
+// engine's defaults. It returns [ErrDuplicate] if the name is taken, a
+// [*ConfigError] if cfg is invalid, or [ErrClosed] after Close.
 func (e *Engine) NewBreaker(name string, cfg Config) (*Breaker, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
@@ -171,9 +177,9 @@ func (e *Engine) create(name string, cfg *Config, custom bool) (*Breaker, error)
 }
 
 // Subscribe returns a channel that receives the transitions of every
-// breaker in the engine, each breaker's in order. Like Breaker.Subscribe it
-// never blocks a breaker, reports what it missed in Transition.Missed, and
-// is closed when ctx is done or the engine is closed.
+// breaker in the engine, each breaker's in order. Like [Breaker.Subscribe]
+// it never blocks a breaker, reports what it missed in [Transition.Missed],
+// and is closed when ctx is done or the engine is closed.
 func (e *Engine) Subscribe(ctx context.Context) <-chan Transition {
 	ch := make(chan engineReply, 1)
 	r, err := actor.Ask(ctx, e.act, engineMsg{kind: eSubscribe, ctx: ctx, reply: ch}, ch)
@@ -251,8 +257,13 @@ func (e *Engine) feed(t Transition) {
 // forget drops a closed breaker, unless its name has a new one already.
 func (e *Engine) forget(b *Breaker) { e.breakers.CompareAndDelete(b.Name(), b) }
 
+// idleSweeps is how many sweeps a breaker must go without a call before
+// the next one forgets it. The first can come just after its last call, so
+// two make sure it was idle for two whole intervals of d/2.
+const idleSweeps = 2
+
 // evictIdle forgets the breakers that are closed and have admitted no call
-// since the last sweep, and marks the rest to be watched until the next.
+// for idleSweeps sweeps, and counts one more sweep for the rest.
 // A forgotten breaker is not closed: it holds no goroutine, so whoever
 // still has it (a call in flight, a caller that looked it up just before)
 // keeps a working breaker, and the garbage collector takes it when nobody
@@ -262,7 +273,7 @@ func (e *Engine) evictIdle() {
 	e.breakers.Range(func(_, v any) bool {
 		b := v.(*Breaker)
 		s := b.snap.Load()
-		if b.custom || b.cfg.OnStateChange != nil || s.state != Closed || s.stop || !s.idle.Swap(true) {
+		if b.custom || b.cfg.OnStateChange != nil || s.state != Closed || s.stop || s.idle.Add(1) <= idleSweeps {
 			return true
 		}
 		e.forget(b)

@@ -171,6 +171,24 @@ func TestEngineEvictsIdleBreakers(t *testing.T) {
 	})
 }
 
+// WithIdleTimeout(d) forgets a breaker no sooner than d after its last
+// call, and no later than 1.5 d.
+func TestEngineIdleTimeoutBounds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newTestEngine(t, Config{}, WithIdleTimeout(time.Minute)) // sweeps at 30s, 1m, 1m30s...
+		time.Sleep(29 * time.Second)
+		require.NoError(t, e.Breaker("x").Call(succeed)) // just before a sweep
+		time.Sleep(time.Minute - time.Second)
+		synctest.Wait()
+		_, ok := e.Lookup("x")
+		assert.True(t, ok, "idle for less than d: kept")
+		time.Sleep(31 * time.Second) // 1m30s after the call
+		synctest.Wait()
+		_, ok = e.Lookup("x")
+		assert.False(t, ok, "idle for 1.5 d: forgotten")
+	})
+}
+
 func TestEngineKeepsCustomAndCallbackBreakers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newTestEngine(t, Config{}, WithIdleTimeout(time.Minute))

@@ -8,13 +8,14 @@ import (
 
 var (
 	// ErrOpen matches, with errors.Is, every error returned for a call the
-	// breaker refused to run.
+	// breaker refused to run; errors.As finds the [*OpenError] with the
+	// details.
 	ErrOpen = errors.New("engine: circuit open")
 	// ErrClosed is returned by a breaker or engine that has been closed.
 	ErrClosed = errors.New("engine: breaker closed")
-	// ErrInvalidConfig matches, with errors.Is, every *ConfigError.
+	// ErrInvalidConfig matches, with errors.Is, every [*ConfigError].
 	ErrInvalidConfig = errors.New("engine: invalid config")
-	// ErrDuplicate is returned by Engine.NewBreaker for a name in use.
+	// ErrDuplicate is returned by [Engine.NewBreaker] for a name in use.
 	ErrDuplicate = errors.New("engine: duplicate breaker name")
 )
 
@@ -38,6 +39,7 @@ type OpenError struct {
 	Cause error
 }
 
+// Error says which circuit refused the call, and why.
 func (e *OpenError) Error() string {
 	switch {
 	case e.Isolated:
@@ -51,7 +53,7 @@ func (e *OpenError) Error() string {
 // Is reports whether target is [ErrOpen].
 func (e *OpenError) Is(target error) bool { return target == ErrOpen }
 
-// ConfigError reports a Config field with a bad value. It matches
+// ConfigError reports a [Config] field with a bad value. It matches
 // [ErrInvalidConfig].
 type ConfigError struct {
 	Field string // e.g. "FailureThreshold"
@@ -59,6 +61,7 @@ type ConfigError struct {
 	Rule  string // what the value must be, e.g. "must be >= 0"
 }
 
+// Error names the field, the rule and the value given.
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("engine: %s %s, got %v", e.Field, e.Rule, e.Value)
 }
@@ -66,13 +69,14 @@ func (e *ConfigError) Error() string {
 // Is reports whether target is [ErrInvalidConfig].
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
 
-// PanicError is the error Async delivers when the function panicked. (The
-// synchronous calls re-panic instead.)
+// PanicError is the error [Async] delivers when the function panicked or
+// called runtime.Goexit. (The synchronous calls re-panic instead.)
 type PanicError struct {
 	Value any    // what was passed to panic
-	Stack []byte // the panicking goroutine's stack
+	Stack []byte // the panicking goroutine's stack; nil after runtime.Goexit
 }
 
+// Error returns the panic value, formatted.
 func (e *PanicError) Error() string { return fmt.Sprintf("engine: panic: %v", e.Value) }
 
 // Unwrap returns the panic value if it is an error.

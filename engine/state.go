@@ -14,7 +14,8 @@ const (
 	// HalfOpen lets a few probe calls through to test whether the upstream
 	// has recovered, and rejects the rest.
 	HalfOpen
-	// Open rejects every call until the recovery timeout has passed.
+	// Open rejects every call until the open period has passed (or, when
+	// isolated, until Reset).
 	Open
 )
 
@@ -58,9 +59,10 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
 
-// Counts is what a breaker has seen. The totals run from the breaker's
+// Counts is what a breaker has seen, as returned by [Breaker.Counts] and
+// carried by each [Transition]. The totals run from the breaker's
 // creation; the consecutive and window figures restart whenever the circuit
-// closes.
+// closes or is reset.
 type Counts struct {
 	// Requests is the number of calls whose outcome was applied:
 	// Successes + Failures + Ignored.
@@ -84,7 +86,6 @@ type Counts struct {
 
 	// ConsecutiveSuccesses and ConsecutiveFailures count the current run of
 	// like outcomes (ignored calls neither extend nor break a run).
-	// ConsecutiveFailures is the Python seed's failure_count.
 	ConsecutiveSuccesses, ConsecutiveFailures uint64
 
 	// WindowCalls, WindowFailures and WindowSlowCalls cover the sliding
@@ -100,7 +101,8 @@ type Counts struct {
 }
 
 // Transition is one change of a breaker's state, as delivered to
-// Config.OnStateChange and to subscribers.
+// subscribers ([Breaker.Subscribe], [Engine.Subscribe]); Config.OnStateChange
+// gets its name and states.
 type Transition struct {
 	// Name is the breaker's name.
 	Name string
@@ -120,6 +122,8 @@ type Transition struct {
 	// subscriber can tell the order and spot what it missed.
 	Seq uint64
 	// Missed is how many transitions this subscriber lost to a full buffer
-	// just before this one. It is always zero for OnStateChange.
+	// just before this one. On an [Engine.Subscribe] stream it also counts
+	// transitions the engine's own mailbox had no room for, whichever
+	// breaker they came from.
 	Missed uint64
 }

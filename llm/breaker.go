@@ -9,9 +9,10 @@ import (
 	"github.com/nodus/circuitbreaker/engine"
 )
 
-// BreakerClient is a Client (and a Streamer, if the client it wraps is one)
-// whose calls go through two breakers: "llm/<provider>" and
-// "llm/<provider>/<model>". Create one with NewBreakerClient.
+// BreakerClient is a [Client] (and a [Streamer], if the client it wraps is
+// one) whose calls go through two breakers: "llm/<provider>" and
+// "llm/<provider>/<model>". [Kind] says how each failure counts on each.
+// Create one with [NewBreakerClient]; it is safe for concurrent use.
 type BreakerClient struct {
 	client   Client
 	provider string
@@ -27,13 +28,15 @@ type BreakerClient struct {
 type BreakerOption func(*BreakerClient)
 
 // WithEngine takes the breakers from e (and their defaults from its
-// Config) instead of an engine of the client's own.
+// Config) instead of an engine of the client's own, so that clients can
+// share breakers, a transition stream and metrics.
 func WithEngine(e *engine.Engine) BreakerOption {
 	return func(c *BreakerClient) { c.engine = e }
 }
 
 // WithDefaultModel names the model of calls that do not pick one with
-// WithModel, so that they get the model's breaker too.
+// [WithModel], so that they get the model's breaker too. It only names the
+// breaker: the wrapped client picks its own default model.
 func WithDefaultModel(model string) BreakerOption {
 	return func(c *BreakerClient) { c.model = model }
 }
@@ -45,16 +48,16 @@ func WithRetryAfterLimits(least, most time.Duration) BreakerOption {
 	return func(c *BreakerClient) { c.raMin, c.raMax = least, most }
 }
 
-// WithQuotaOpen is how long an exhausted quota holds the provider's circuit
-// open. The default is 10 minutes; the breaker's own
+// WithQuotaOpen sets how long an exhausted quota holds the provider's
+// circuit open. The default is 10 minutes; the breaker's own
 // Config.MaxRecoveryTimeout caps it too.
 func WithQuotaOpen(d time.Duration) BreakerOption {
 	return func(c *BreakerClient) { c.quota = d }
 }
 
 // NewBreakerClient wraps client, which calls provider, with breakers. By
-// default it makes an engine of its own with default breaker settings;
-// Close stops it.
+// default it makes an engine of its own with the zero [engine.Config];
+// Close stops it. Use [WithEngine] to choose the breakers' settings.
 func NewBreakerClient(client Client, provider string, opts ...BreakerOption) *BreakerClient {
 	c := &BreakerClient{client: client, provider: provider, raMin: time.Second, raMax: 2 * time.Minute, quota: 10 * time.Minute}
 	for _, o := range opts {
@@ -80,7 +83,8 @@ func (c *BreakerClient) Close() error {
 func (c *BreakerClient) Provider() string { return c.provider }
 
 // Breakers returns the provider's breaker and the model's (nil when model
-// is empty).
+// is empty), creating them if need be, for callers that watch or reset
+// them.
 func (c *BreakerClient) Breakers(model string) (provider, perModel *engine.Breaker) {
 	provider = c.engine.Breaker("llm/" + c.provider)
 	if model != "" {
@@ -90,8 +94,9 @@ func (c *BreakerClient) Breakers(model string) (provider, perModel *engine.Break
 }
 
 // Chat sends the conversation if both breakers admit it. It returns a
-// *CircuitOpenError without calling the provider if either refuses, and
-// otherwise the client's answer, with any error as a *CallError.
+// [*CircuitOpenError] without calling the provider if either refuses (or
+// ctx.Err(), or [engine.ErrClosed] once the engine is closed), and
+// otherwise the client's answer, with any error as a [*CallError].
 func (c *BreakerClient) Chat(ctx context.Context, msgs []Message, opts ...Option) (*Response, error) {
 	model := c.modelOf(opts)
 	g, err := c.admit(ctx, model)
@@ -110,7 +115,9 @@ func (c *BreakerClient) Chat(ctx context.Context, msgs []Message, opts ...Option
 // breakers are asked when the caller starts ranging over the sequence, so
 // a stream nobody reads holds no probe slot, and the outcome is reported
 // when it ends: finished, failed (including cut off), or abandoned by the
-// caller, which counts neither way.
+// caller, which counts neither way. If the wrapped client is not a
+// Streamer, the sequence yields one [*CallError] of [KindBadRequest]
+// wrapping [errors.ErrUnsupported].
 func (c *BreakerClient) ChatStream(ctx context.Context, msgs []Message, opts ...Option) iter.Seq2[Chunk, error] {
 	return func(yield func(Chunk, error) bool) {
 		model := c.modelOf(opts)

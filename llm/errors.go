@@ -14,10 +14,23 @@ import (
 	"github.com/nodus/circuitbreaker/engine"
 )
 
-// Kind is the class of a failed call, which decides how the breakers count
-// it (see the table in docs/llm.md).
+// Kind is the class of a failed call, which decides how a [BreakerClient]'s
+// two breakers count it:
+//
+//	kind                                        provider breaker  model breaker
+//	rate_limited, overloaded, server_error      success           failure
+//	timeout, not_found, truncated               neither           failure
+//	transport, auth, quota_exhausted            failure           neither
+//	bad_request, canceled                       neither           neither
+//
+// A call with no model breaker (no model named) counts model failures on
+// the provider's breaker. A Retry-After on a rate limit, overload or server
+// error opens the model's breaker for that long at once (see
+// [WithRetryAfterLimits]), and an exhausted quota opens the provider's (see
+// [WithQuotaOpen]).
 type Kind string
 
+// The kinds of failed call.
 const (
 	KindRateLimited    Kind = "rate_limited"    // 429: too many requests for now
 	KindQuotaExhausted Kind = "quota_exhausted" // out of credit or over a spend limit
@@ -33,17 +46,21 @@ const (
 )
 
 // CallError is a failed call, classified. It unwraps to the provider's
-// own error, so errors.As finds the SDK's error type through it.
+// own error, so errors.As finds the SDK's error type through it. Adapters
+// return one for every failure, and [BreakerClient] returns every error of
+// the client it wraps as one, filling in Provider and Model where the
+// client did not.
 type CallError struct {
-	Provider   string
-	Model      string
-	Kind       Kind
+	Provider   string        // the provider's name, as given to NewBreakerClient or the adapter
+	Model      string        // the model called, if known
+	Kind       Kind          // what went wrong, which decides how the breakers count it
 	StatusCode int           // the HTTP status, if there was one
 	RetryAfter time.Duration // how long the provider asked callers to wait, if it said
 	RequestID  string        // the provider's request id, for support tickets
-	Err        error
+	Err        error         // the provider's or SDK's own error
 }
 
+// Error gives the provider, model, kind and status, then the cause.
 func (e *CallError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "llm: %s", e.Provider)
@@ -70,17 +87,19 @@ func (e *CallError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the provider's or SDK's own error.
 func (e *CallError) Unwrap() error { return e.Err }
 
 // CircuitOpenError is returned, without a network call, while a breaker
-// refuses calls to the provider or model. It matches engine.ErrOpen.
+// refuses calls to the provider or model. It matches [engine.ErrOpen].
 type CircuitOpenError struct {
-	Provider   string
-	Model      string        // empty when the provider's own breaker is open
-	RetryAfter time.Duration // until the circuit lets a probe through, as best known
-	Err        *engine.OpenError
+	Provider   string            // the provider's name
+	Model      string            // empty when the provider's own breaker is open
+	RetryAfter time.Duration     // until the circuit lets a probe through, as best known
+	Err        *engine.OpenError // the refusing breaker's error
 }
 
+// Error names the provider (and model) and says when to retry.
 func (e *CircuitOpenError) Error() string {
 	target := e.Provider
 	if e.Model != "" {
@@ -89,9 +108,10 @@ func (e *CircuitOpenError) Error() string {
 	return fmt.Sprintf("llm: circuit open for %s, retry after %s", target, e.RetryAfter.Round(time.Millisecond))
 }
 
-// Is reports whether target is engine.ErrOpen.
+// Is reports whether target is [engine.ErrOpen].
 func (e *CircuitOpenError) Is(target error) bool { return target == engine.ErrOpen }
 
+// Unwrap returns the refusing breaker's [*engine.OpenError].
 func (e *CircuitOpenError) Unwrap() error { return e.Err }
 
 // KindOf returns the kind of err: a *CallError's own, or one inferred from
@@ -132,10 +152,10 @@ func KindForStatus(status int) Kind {
 	return KindBadRequest
 }
 
-// ParseRetryAfter reads how long a response asks the caller to wait: the
-// retry-after-ms header (milliseconds) if present, else Retry-After, in
-// seconds or as an HTTP date relative to now. It returns false if neither
-// is present and valid.
+// ParseRetryAfter reads how long a response asks the caller to wait, for
+// adapters: the retry-after-ms header (milliseconds) if present and valid,
+// else Retry-After, in seconds or as an HTTP date relative to now. It
+// returns false if neither is present and valid.
 func ParseRetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	if v := strings.TrimSpace(h.Get("Retry-After-Ms")); v != "" {
 		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms >= 0 && ms < math.MaxInt64/float64(time.Millisecond) {

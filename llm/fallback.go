@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// FallbackClient tries its clients in order. Create one with Fallback.
+// FallbackClient is a [Client] and [Streamer] that tries its clients in
+// order. Create one with [Fallback].
 type FallbackClient struct {
 	clients []Client
 }
@@ -19,8 +20,8 @@ type FallbackClient struct {
 // *CircuitOpenError, so it is skipped without a network call. A failure
 // moves on to the next client, except a bad request (the next would fail
 // the same way) and a caller that gave up. When every client fails, the
-// error is a *FallbackError. Streams fall back the same way, but only
-// before their first chunk has reached the caller. Use Pin to give each
+// error is a [*FallbackError]. Streams fall back the same way, but only
+// before their first chunk has reached the caller. Use [Pin] to give each
 // target its own model.
 func Fallback(clients ...Client) *FallbackClient {
 	return &FallbackClient{clients: clients}
@@ -30,12 +31,15 @@ func Fallback(clients ...Client) *FallbackClient {
 // target's error, so errors.Is(err, engine.ErrOpen) reports whether any
 // target's circuit was open.
 type FallbackError struct {
+	// Errors holds each target's error, in the order tried (or one error
+	// saying there was no target to try).
 	Errors []error
 	// RetryAfter is when the soonest open circuit among the targets lets a
 	// probe through, if every target's circuit was open; 0 otherwise.
 	RetryAfter time.Duration
 }
 
+// Error lists every target's error.
 func (e *FallbackError) Error() string {
 	msgs := make([]string, len(e.Errors))
 	for i, err := range e.Errors {
@@ -48,9 +52,10 @@ func (e *FallbackError) Error() string {
 	return s
 }
 
+// Unwrap returns every target's error, for errors.Is and errors.As.
 func (e *FallbackError) Unwrap() []error { return e.Errors }
 
-// Chat asks each client in turn.
+// Chat asks each client in turn, as described at [Fallback].
 func (f *FallbackClient) Chat(ctx context.Context, msgs []Message, opts ...Option) (*Response, error) {
 	var errs []error
 	for _, c := range f.clients {
@@ -67,7 +72,8 @@ func (f *FallbackClient) Chat(ctx context.Context, msgs []Message, opts ...Optio
 }
 
 // ChatStream streams from the first client that starts a stream. Clients
-// that are not Streamers are skipped.
+// that are not Streamers are skipped. Once a chunk has reached the caller,
+// an error ends the stream instead of falling back.
 func (f *FallbackClient) ChatStream(ctx context.Context, msgs []Message, opts ...Option) iter.Seq2[Chunk, error] {
 	return func(yield func(Chunk, error) bool) {
 		var errs []error
@@ -113,21 +119,23 @@ func allFailed(errs []error) error {
 	if len(errs) == 0 {
 		return &FallbackError{Errors: []error{errors.New("llm: no target to try")}}
 	}
-	fe := &FallbackError{Errors: errs}
+	// RetryAfter only when every circuit was open: the soonest reopening.
+	var soonest time.Duration
 	for _, err := range errs {
 		var open *CircuitOpenError
 		if !errors.As(err, &open) {
-			return fe
+			return &FallbackError{Errors: errs}
 		}
-		if fe.RetryAfter == 0 || open.RetryAfter < fe.RetryAfter {
-			fe.RetryAfter = max(open.RetryAfter, time.Nanosecond)
+		if soonest == 0 || open.RetryAfter < soonest {
+			soonest = max(open.RetryAfter, time.Nanosecond)
 		}
 	}
-	return fe
+	return &FallbackError{Errors: errs, RetryAfter: soonest}
 }
 
 // Pin returns a client that always calls client with model, whatever
-// model the caller asks for: one target of a Fallback.
+// model the caller asks for: one target of a [Fallback]. It is a
+// [Streamer] if client is one.
 func Pin(client Client, model string) Client {
 	if s, ok := client.(Streamer); ok {
 		return pinnedStreamer{pinned{client, model}, s}

@@ -252,6 +252,19 @@ func TestFallbackAllOpen(t *testing.T) {
 	assert.Contains(t, err.Error(), "the soonest reopens in 6s")
 }
 
+// RetryAfter promises a time only when every target's circuit was open.
+func TestFallbackOpenThenFailedHasNoRetryAfter(t *testing.T) {
+	h := newHarness(t)
+	a := NewBreakerClient(&fake{}, "a", WithEngine(h.e))
+	b := &fake{err: &CallError{Kind: KindServerError, StatusCode: 500}}
+	pa, _ := a.Breakers("")
+	pa.Trip()
+	_, err := Fallback(a, b).Chat(t.Context(), msgs)
+	var fe *FallbackError
+	require.ErrorAs(t, err, &fe)
+	assert.Zero(t, fe.RetryAfter)
+}
+
 func TestPin(t *testing.T) {
 	inner := &fake{}
 	resp, err := Pin(inner, "big").Chat(t.Context(), msgs, WithModel("small"))

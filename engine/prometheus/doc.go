@@ -1,6 +1,7 @@
-// Package prometheus exports the breakers of an engine.Engine as
+// Package prometheus exports the breakers of an [engine.Engine] as
 // Prometheus metrics. It is a module of its own, so the core never depends
-// on the Prometheus client.
+// on the Prometheus client. Start with [New], and register the [Collector]
+// it returns:
 //
 //	c := prometheus.New(e)
 //	defer c.Close()

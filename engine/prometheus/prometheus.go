@@ -26,12 +26,13 @@ var (
 
 type edge struct{ breaker, from, to string }
 
-// Collector is a prometheus.Collector for every breaker of an Engine,
-// including ones created after it, and dropping ones that are closed or
-// evicted.
+// Collector is a [prometheus.Collector] for every breaker of an
+// [engine.Engine], including ones created after it, and dropping ones that
+// are closed or evicted.
 type Collector struct {
 	e      *engine.Engine
 	cancel context.CancelFunc
+	quit   <-chan struct{} // closed by Close
 	done   chan struct{}
 	asks   chan chan tally // to the goroutine that owns the transition counts
 }
@@ -46,7 +47,7 @@ type tally struct {
 // goroutine of its own; Close stops it.
 func New(e *engine.Engine) *Collector {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Collector{e: e, cancel: cancel, done: make(chan struct{}), asks: make(chan chan tally)}
+	c := &Collector{e: e, cancel: cancel, quit: ctx.Done(), done: make(chan struct{}), asks: make(chan chan tally)}
 	stream := e.Subscribe(ctx)
 	go c.count(stream)
 	return c
@@ -68,10 +69,9 @@ func (c *Collector) count(stream <-chan engine.Transition) {
 			}
 			t.missed += tr.Missed
 			t.edges[edge{tr.Name, tr.From.String(), tr.To.String()}]++
-		case reply, ok := <-c.asks:
-			if !ok {
-				return
-			}
+		case <-c.quit:
+			return
+		case reply := <-c.asks:
 			cp := tally{edges: make(map[edge]uint64, len(t.edges)), missed: t.missed}
 			for k, v := range t.edges {
 				if _, live := c.e.Lookup(k.breaker); live {
@@ -85,26 +85,31 @@ func (c *Collector) count(stream <-chan engine.Transition) {
 	}
 }
 
-// Close stops the collector's subscription and goroutine. Collect must not
-// be called after Close.
+// Close stops the collector's subscription and goroutine. A Collect after
+// Close exports nothing, so a collector still registered when it closes
+// does no harm. Close is idempotent and always returns nil.
 func (c *Collector) Close() error {
 	c.cancel()
-	close(c.asks)
 	<-c.done
 	return nil
 }
 
-// Describe sends every metric's description.
+// Describe sends every metric's description, for [prometheus.Collector].
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range allDescs {
 		ch <- d
 	}
 }
 
-// Collect sends the current metrics of every breaker.
+// Collect sends the current metrics of every breaker, for
+// [prometheus.Collector].
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	reply := make(chan tally, 1)
-	c.asks <- reply
+	select {
+	case c.asks <- reply:
+	case <-c.done:
+		return
+	}
 	t := <-reply
 	c.e.Range(func(b *engine.Breaker) bool {
 		name := b.Name()

@@ -163,3 +163,16 @@ func BenchmarkScrape10k(b *testing.B) {
 		}
 	}
 }
+
+// A collector closed while still registered exports nothing, and a scrape
+// neither panics nor blocks.
+func TestCollectAfterClose(t *testing.T) {
+	e, err := engine.New(engine.Config{})
+	require.NoError(t, err)
+	defer e.Close()
+	e.Breaker("api")
+	c := New(e)
+	require.NoError(t, c.Close())
+	require.NoError(t, c.Close(), "idempotent")
+	assert.Zero(t, testutil.CollectAndCount(c))
+}

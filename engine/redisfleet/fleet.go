@@ -16,10 +16,11 @@ import (
 	"github.com/nodus/circuitbreaker/engine"
 )
 
-// Options configure a Fleet. Zero values mean the documented defaults.
+// Options configure a [Fleet]. Zero values mean the documented defaults;
+// negative values are an error.
 type Options struct {
-	// Replica names this process in votes and events. Default: host, pid
-	// and a random suffix.
+	// Replica names this process in votes and events; it must not contain
+	// '|'. Default: host, pid and a random suffix.
 	Replica string
 	// Prefix starts every key and the event channel. Default "cb:".
 	Prefix string
@@ -109,7 +110,7 @@ func (o Options) withDefaults() (Options, error) {
 }
 
 // Fleet relays one engine's breakers to and from Redis. Create one with
-// New; Close stops it.
+// [New]; Close stops it.
 type Fleet struct {
 	e    *engine.Engine
 	rdb  redis.UniversalClient
@@ -118,24 +119,27 @@ type Fleet struct {
 	done chan struct{}
 
 	// Owned by the fleet's goroutine.
-	gens map[string]int64  // the newest generation seen per breaker
-	sent map[string]counts // outcome totals already sent, per breaker
+	gens map[string]int64           // the newest generation seen per breaker
+	sent map[*engine.Breaker]counts // outcome totals already sent; a breaker made anew under a name starts over
 }
 
 // reasonPrefix marks transitions the fleet caused, so they are not voted
 // on again.
 const reasonPrefix = "fleet: "
 
-// New starts relaying e's breakers through rdb. Configure rdb so no
-// operation can outlive its context (redis.Options.ContextTimeoutEnabled)
-// and with short dial, read and write timeouts; see docs/fleet.md.
+// New starts relaying e's breakers through rdb. It returns an error if o
+// is invalid; Redis errors never fail it, as the fleet retries on its own.
+// Configure rdb so no operation can outlive its context
+// (redis.Options.ContextTimeoutEnabled) and with short dial, read and
+// write timeouts, so a slow Redis cannot hold up the fleet; see
+// docs/fleet.md in the repository.
 func New(e *engine.Engine, rdb redis.UniversalClient, o Options) (*Fleet, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &Fleet{e: e, rdb: rdb, o: o, stop: cancel, done: make(chan struct{}), gens: map[string]int64{}, sent: map[string]counts{}}
+	f := &Fleet{e: e, rdb: rdb, o: o, stop: cancel, done: make(chan struct{}), gens: map[string]int64{}, sent: map[*engine.Breaker]counts{}}
 	local := e.Subscribe(ctx)
 	ps := rdb.Subscribe(ctx, f.channel())
 	go f.run(ctx, local, ps)
@@ -143,7 +147,7 @@ func New(e *engine.Engine, rdb redis.UniversalClient, o Options) (*Fleet, error)
 }
 
 // Close stops the fleet's goroutine and its subscriptions. The breakers
-// keep working on their own.
+// keep working on their own, and rdb is left open for its owner.
 func (f *Fleet) Close() error {
 	f.stop()
 	<-f.done
@@ -298,20 +302,24 @@ type counts struct{ calls, failures uint64 }
 // send are sent with the next.
 func (f *Fleet) report(ctx context.Context) {
 	type news struct {
+		b    *engine.Breaker
 		name string
 		now  counts
 		d    counts
 	}
 	var batch []news
+	live := make(map[*engine.Breaker]counts, len(f.sent))
 	f.e.Range(func(b *engine.Breaker) bool {
 		c := b.Counts()
 		now := counts{calls: c.Successes + c.Failures, failures: c.Failures}
-		last := f.sent[b.Name()]
+		last := f.sent[b]
+		live[b] = last
 		if now.calls > last.calls {
-			batch = append(batch, news{b.Name(), now, counts{now.calls - last.calls, now.failures - last.failures}})
+			batch = append(batch, news{b, b.Name(), now, counts{now.calls - last.calls, now.failures - last.failures}})
 		}
 		return true
 	})
+	f.sent = live // breakers the engine has forgotten drop out
 	if len(batch) == 0 {
 		return
 	}
@@ -330,7 +338,7 @@ func (f *Fleet) report(ctx context.Context) {
 	}
 	for i, n := range batch {
 		if gen, err := cmds[i].Int64(); err == nil {
-			f.sent[n.name] = n.now
+			f.sent[n.b] = n.now
 			if gen > f.gens[n.name] {
 				f.gens[n.name] = gen
 				if b, ok := f.e.Lookup(n.name); ok {

@@ -24,7 +24,9 @@ var ErrNoMessageStop = errors.New("anthropic: stream ended without message_stop"
 // llm.WithMaxTokens: the API requires one.
 const DefaultMaxTokens = 1024
 
-// Client is an llm.Client and llm.Streamer backed by an anthropic.Client.
+// Client is an [llm.Client] and [llm.Streamer] backed by an [anthropic.Client].
+// Create one with [New]; it is safe for concurrent use, as the SDK's
+// client is.
 type Client struct {
 	client  anthropic.Client
 	model   string
@@ -35,19 +37,23 @@ type Client struct {
 // Option configures a Client.
 type Option func(*Client)
 
-// WithModel is the model of calls that do not pick one with llm.WithModel.
+// WithModel sets the model of calls that do not pick one with
+// [llm.WithModel].
 func WithModel(model string) Option { return func(c *Client) { c.model = model } }
 
 // WithSDKRetries leaves the SDK's own retries on. The breaker then sees
 // only the last attempt of each call.
 func WithSDKRetries() Option { return func(c *Client) { c.retries = true } }
 
-// WithRequestOptions adds SDK options to every request.
+// WithRequestOptions adds SDK options to every request, on top of those
+// of the SDK client.
 func WithRequestOptions(opts ...option.RequestOption) Option {
 	return func(c *Client) { c.extra = append(c.extra, opts...) }
 }
 
-// New adapts client.
+// New adapts client. Calls need a model, from [WithModel] or
+// [llm.WithModel]. Wrap the result with [llm.NewBreakerClient], with
+// [Provider] as the provider's name.
 func New(client anthropic.Client, opts ...Option) *Client {
 	c := &Client{client: client}
 	for _, o := range opts {
@@ -89,7 +95,8 @@ func (c *Client) requestOptions() []option.RequestOption {
 	return opts
 }
 
-// Chat sends a messages request.
+// Chat sends a messages request and returns the text of the reply. Its
+// errors are of type [*llm.CallError].
 func (c *Client) Chat(ctx context.Context, msgs []llm.Message, opts ...llm.Option) (*llm.Response, error) {
 	p, model := c.params(msgs, opts)
 	msg, err := c.client.Messages.New(ctx, p, c.requestOptions()...)
@@ -110,7 +117,8 @@ func (c *Client) Chat(ctx context.Context, msgs []llm.Message, opts ...llm.Optio
 }
 
 // ChatStream streams a messages request. A stream is finished only at
-// message_stop.
+// message_stop; one that ends before is reported as [llm.KindTruncated]
+// with [ErrNoMessageStop].
 func (c *Client) ChatStream(ctx context.Context, msgs []llm.Message, opts ...llm.Option) iter.Seq2[llm.Chunk, error] {
 	return func(yield func(llm.Chunk, error) bool) {
 		p, model := c.params(msgs, opts)
@@ -118,21 +126,25 @@ func (c *Client) ChatStream(ctx context.Context, msgs []llm.Message, opts ...llm
 		defer stream.Close()
 		finished := false
 		var stop string
+		var usage llm.Usage // input tokens come first, output tokens near the end
 		for stream.Next() {
 			ev := stream.Current()
 			var out llm.Chunk
 			switch ev.Type {
+			case "message_start":
+				usage.InputTokens = int(ev.Message.Usage.InputTokens)
 			case "content_block_delta":
 				out.Content = ev.Delta.Text
 			case "message_delta":
 				stop = string(ev.Delta.StopReason)
-				out.Usage = &llm.Usage{OutputTokens: int(ev.Usage.OutputTokens)}
+				usage.OutputTokens = int(ev.Usage.OutputTokens) // cumulative
 			case "message_stop":
 				finished = true
 				out.FinishReason = stop
 				if out.FinishReason == "" {
 					out.FinishReason = "end_turn"
 				}
+				out.Usage = &usage
 			}
 			if out.Content == "" && out.FinishReason == "" {
 				continue

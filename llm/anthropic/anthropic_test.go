@@ -160,6 +160,19 @@ func TestStream(t *testing.T) {
 	assert.Equal(t, "end_turn", finish)
 }
 
+// Usage arrives in two parts; the last chunk carries both.
+func TestStreamUsage(t *testing.T) {
+	_, c := newServer(t, sse(start, block, delta("hi"), blockStop, msgDelta, msgStop))
+	var last llm.Chunk
+	for chunk, err := range c.ChatStream(t.Context(), msgs) {
+		require.NoError(t, err)
+		last = chunk
+	}
+	require.NotNil(t, last.Usage)
+	assert.Equal(t, llm.Usage{InputTokens: 5, OutputTokens: 2}, *last.Usage)
+	assert.Equal(t, "end_turn", last.FinishReason)
+}
+
 func TestStreamErrorInsideA200(t *testing.T) {
 	_, c := newServer(t, sse(start, block, delta("hel"), overload))
 	text, _, err := readAll(c.ChatStream(t.Context(), msgs))

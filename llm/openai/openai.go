@@ -20,7 +20,9 @@ const Provider = "openai"
 // ErrNoFinishReason is the cause of a stream that ended without saying why.
 var ErrNoFinishReason = errors.New("openai: stream ended without a finish reason")
 
-// Client is an llm.Client and llm.Streamer backed by an openai.Client.
+// Client is an [llm.Client] and [llm.Streamer] backed by an [openai.Client].
+// Create one with [New]; it is safe for concurrent use, as the SDK's
+// client is.
 type Client struct {
 	client  openai.Client
 	model   string
@@ -31,19 +33,23 @@ type Client struct {
 // Option configures a Client.
 type Option func(*Client)
 
-// WithModel is the model of calls that do not pick one with llm.WithModel.
+// WithModel sets the model of calls that do not pick one with
+// [llm.WithModel].
 func WithModel(model string) Option { return func(c *Client) { c.model = model } }
 
 // WithSDKRetries leaves the SDK's own retries on. The breaker then sees
 // only the last attempt of each call.
 func WithSDKRetries() Option { return func(c *Client) { c.retries = true } }
 
-// WithRequestOptions adds SDK options to every request.
+// WithRequestOptions adds SDK options to every request, on top of those
+// of the SDK client.
 func WithRequestOptions(opts ...option.RequestOption) Option {
 	return func(c *Client) { c.extra = append(c.extra, opts...) }
 }
 
-// New adapts client.
+// New adapts client. Calls need a model, from [WithModel] or
+// [llm.WithModel]. Wrap the result with [llm.NewBreakerClient], with
+// [Provider] as the provider's name.
 func New(client openai.Client, opts ...Option) *Client {
 	c := &Client{client: client}
 	for _, o := range opts {
@@ -88,7 +94,8 @@ func (c *Client) requestOptions() []option.RequestOption {
 	return opts
 }
 
-// Chat sends a chat completion request.
+// Chat sends a chat completion request and returns the first choice. Its
+// errors are of type [*llm.CallError].
 func (c *Client) Chat(ctx context.Context, msgs []llm.Message, opts ...llm.Option) (*llm.Response, error) {
 	p, model := c.params(msgs, opts)
 	resp, err := c.client.Chat.Completions.New(ctx, p, c.requestOptions()...)
@@ -108,7 +115,8 @@ func (c *Client) Chat(ctx context.Context, msgs []llm.Message, opts ...llm.Optio
 }
 
 // ChatStream streams a chat completion. A stream is finished only when a
-// chunk carries a finish reason.
+// chunk carries a finish reason; one that ends without is reported as
+// [llm.KindTruncated] with [ErrNoFinishReason].
 func (c *Client) ChatStream(ctx context.Context, msgs []llm.Message, opts ...llm.Option) iter.Seq2[llm.Chunk, error] {
 	return func(yield func(llm.Chunk, error) bool) {
 		p, model := c.params(msgs, opts)

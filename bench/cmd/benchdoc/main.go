@@ -2,6 +2,15 @@
 // docs/benchmarks.md: medians per subject, ratios against sony/gobreaker,
 // the targets with a verdict each, and benchstat's table verbatim.
 //
+// Usage:
+//
+//	benchdoc -raw FILE -benchstat FILE [-machine TEXT] [-command TEXT] > docs/benchmarks.md
+//
+// -raw is the output of go test -bench (any number of passes), -benchstat
+// is benchstat's output for the same file, and -machine and -command are
+// quoted in the document's header. The document goes to standard output;
+// an unreadable file exits with status 1.
+//
 // It is run by bench/run.sh; the numbers in the document come only from
 // the run it is given.
 package main
