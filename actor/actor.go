@@ -155,6 +155,10 @@ func (a *Actor[M]) Stop() {
 	<-a.done
 }
 
+// Idle reports whether the actor has no message queued or being handled.
+// It is a moment's view: another goroutine may send one right after.
+func (a *Actor[M]) Idle() bool { return a.pending.Load() == 0 }
+
 // Done is closed once the actor has stopped.
 func (a *Actor[M]) Done() <-chan struct{} { return a.done }
 

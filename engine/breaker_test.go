@@ -85,7 +85,7 @@ func TestHalfOpenOnItsOwnTimer(t *testing.T) {
 		require.ErrorIs(t, b.Call(fail), errBoom)
 		tr := <-sub
 		assert.Equal(t, Open, tr.To)
-		assert.Equal(t, "1 consecutive failures", tr.Reason)
+		assert.Equal(t, "1 consecutive failure", tr.Reason)
 		assert.Equal(t, start.Add(10*time.Second), tr.OpenUntil)
 
 		// No traffic at all: the breaker's timer moves it on.

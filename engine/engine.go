@@ -157,9 +157,14 @@ func (e *Engine) Range(f func(*Breaker) bool) {
 }
 
 // NewBreaker creates a breaker with its own Config instead of the
-// engine's defaults. It returns [ErrDuplicate] if the name is taken, a
-// [*ConfigError] if cfg is invalid, or [ErrClosed] after Close.
+// engine's defaults; only the engine's Clock carries over when cfg has
+// none, so that one clock drives every breaker of an engine. It returns
+// [ErrDuplicate] if the name is taken, a [*ConfigError] if cfg is invalid,
+// or [ErrClosed] after Close.
 func (e *Engine) NewBreaker(name string, cfg Config) (*Breaker, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = e.defaults.Clock
+	}
 	cfg, err := cfg.normalize()
 	if err != nil {
 		return nil, err
@@ -291,6 +296,7 @@ func (e *Engine) exit() {
 	}
 	e.breakers.Range(func(_, v any) bool {
 		b := v.(*Breaker)
+		b.flush()
 		b.act.Stop()
 		e.stopped = append(e.stopped, b)
 		return true

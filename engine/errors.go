@@ -30,7 +30,9 @@ type OpenError struct {
 	Until time.Time
 	// RetryAfter is the length of the open period, as chosen when the
 	// circuit opened: a conservative hint for a Retry-After header. For
-	// the exact time left, use Until.
+	// the exact time left, use Until. It is zero in half-open, where the
+	// probes in flight decide soon, and while the circuit is isolated,
+	// where only a Reset ends the wait.
 	RetryAfter time.Duration
 	// Isolated reports that the circuit was isolated by hand and stays
 	// open until reset.

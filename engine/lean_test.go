@@ -56,6 +56,20 @@ func TestLeanFailuresSurviveClose(t *testing.T) {
 	}
 }
 
+// So does Engine.Close.
+func TestLeanFailuresSurviveEngineClose(t *testing.T) {
+	for range 200 {
+		e, err := New(Config{FailureThreshold: 100})
+		require.NoError(t, err)
+		b := e.Breaker("x")
+		for range 5 {
+			require.ErrorIs(t, b.Call(fail), errBoom)
+		}
+		require.NoError(t, e.Close())
+		assert.Equal(t, uint64(5), b.Counts().Failures)
+	}
+}
+
 // Many goroutines failing at once open the circuit exactly once, each
 // goroutine sees it open as soon as the failure that opened it returns,
 // and every admitted call is counted, as a failure or as stale.

@@ -65,5 +65,5 @@ func ExampleLogTransitions() {
 	_ = e.Breaker("payments").Call(func() error { return errBoom })
 	_ = e.Close()
 	<-done
-	// Output: level=WARN msg="circuit breaker open" breaker=payments from=closed to=open reason="1 consecutive failures" seq=1 failures=1 consecutive_failures=1 rejected=0 open_for=1m0s
+	// Output: level=WARN msg="circuit breaker open" breaker=payments from=closed to=open reason="1 consecutive failure" seq=1 failures=1 consecutive_failures=1 rejected=0 open_for=1m0s
 }

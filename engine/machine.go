@@ -154,7 +154,7 @@ func (m *Machine) Admit(now time.Time) (Permit, error) {
 // OpenError returns the error a call rejected in the current state gets.
 // It is meaningful only when the state is not Closed.
 func (m *Machine) OpenError() *OpenError {
-	return &OpenError{
+	e := &OpenError{
 		Name:       m.name,
 		State:      m.state,
 		Until:      m.openUntil,
@@ -162,6 +162,10 @@ func (m *Machine) OpenError() *OpenError {
 		Isolated:   m.isolated,
 		Cause:      m.cause,
 	}
+	if m.state == HalfOpen || m.isolated {
+		e.RetryAfter = 0 // no period to wait out: the probes decide, or a Reset
+	}
+	return e
 }
 
 // Reject counts n calls rejected without asking Admit (a Breaker rejects
@@ -306,7 +310,7 @@ func (m *Machine) checkTrip(now time.Time, o Outcome, err error, slow bool) {
 		}
 	}
 	if t := m.cfg.FailureThreshold; t > 0 && m.c.ConsecutiveFailures >= uint64(t) {
-		m.trip(now, fmt.Sprintf("%d consecutive failures", m.c.ConsecutiveFailures), err, 0)
+		m.trip(now, plural(m.c.ConsecutiveFailures, "consecutive failure"), err, 0)
 		return
 	}
 	if m.win != nil {
@@ -326,6 +330,14 @@ func (m *Machine) checkTrip(now time.Time, o Outcome, err error, slow bool) {
 	if m.cfg.ShouldTrip != nil && (o == Failure || slow) && m.cfg.ShouldTrip(m.Counts(now)) {
 		m.trip(now, "ShouldTrip returned true", err, 0)
 	}
+}
+
+// plural says "1 thing" or "n things".
+func plural(n uint64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 func pct(x float64) string { return fmt.Sprintf("%.0f%%", x*100) }

@@ -103,13 +103,24 @@ func (c *BreakerClient) Chat(ctx context.Context, msgs []Message, opts ...Option
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.client.Chat(ctx, msgs, opts...)
-	g.report(err)
+	resp, err := c.call(ctx, g, msgs, opts)
 	if err != nil {
 		return nil, c.callError(model, err)
 	}
 	return resp, nil
 }
+
+// call calls the wrapped client and reports how it went, as a failure if
+// it panics (the panic carries on), so that no probe slot waits out its
+// lease for a call that is over.
+func (c *BreakerClient) call(ctx context.Context, g guard, msgs []Message, opts []Option) (resp *Response, err error) {
+	err = errPanicked
+	defer func() { g.report(err) }()
+	return c.client.Chat(ctx, msgs, opts...)
+}
+
+// errPanicked stands for the outcome of a provider call that panicked.
+var errPanicked = errors.New("llm: provider client panicked")
 
 // ChatStream streams the reply if the wrapped client is a Streamer. The
 // breakers are asked when the caller starts ranging over the sequence, so
@@ -132,8 +143,9 @@ func (c *BreakerClient) ChatStream(ctx context.Context, msgs []Message, opts ...
 			return
 		}
 		// Reported once, however the range ends: a panic or break in the
-		// caller's loop body says nothing about the provider.
-		outcome := error(errAbandoned)
+		// caller's loop body says nothing about the provider, a panic in
+		// the provider's stream is a failure.
+		outcome := errPanicked
 		defer func() { g.report(outcome) }()
 		for chunk, err := range s.ChatStream(ctx, msgs, opts...) {
 			if err != nil {
@@ -141,9 +153,11 @@ func (c *BreakerClient) ChatStream(ctx context.Context, msgs []Message, opts ...
 				yield(Chunk{}, c.callError(model, err))
 				return
 			}
+			outcome = errAbandoned
 			if !yield(chunk, nil) {
 				return
 			}
+			outcome = errPanicked
 		}
 		outcome = nil
 	}

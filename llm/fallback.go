@@ -7,6 +7,8 @@ import (
 	"iter"
 	"strings"
 	"time"
+
+	"github.com/nodus/circuitbreaker/engine"
 )
 
 // FallbackClient is a [Client] and [Streamer] that tries its clients in
@@ -125,6 +127,9 @@ func allFailed(errs []error) error {
 		var open *CircuitOpenError
 		if !errors.As(err, &open) {
 			return &FallbackError{Errors: errs}
+		}
+		if oe, ok := errors.AsType[*engine.OpenError](open); ok && oe.Isolated {
+			continue // reopens only when someone resets it
 		}
 		if soonest == 0 || open.RetryAfter < soonest {
 			soonest = max(open.RetryAfter, time.Nanosecond)

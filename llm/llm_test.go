@@ -402,3 +402,31 @@ func TestKindForStatus(t *testing.T) {
 		assert.Equal(t, want, KindForStatus(status), "%d", status)
 	}
 }
+
+// panicky is a client whose calls and streams panic.
+type panicky struct{}
+
+func (panicky) Chat(context.Context, []Message, ...Option) (*Response, error) { panic("bug") }
+
+func (panicky) ChatStream(context.Context, []Message, ...Option) iter.Seq2[Chunk, error] {
+	return func(yield func(Chunk, error) bool) {
+		if yield(Chunk{Content: "a"}, nil) {
+			panic("bug")
+		}
+	}
+}
+
+// A provider client that panics fails its call at once: the panic goes on
+// up, and the breaker does not wait out a lease for it.
+func TestPanickingClientCountsAsFailure(t *testing.T) {
+	h := newHarness(t)
+	c := NewBreakerClient(panicky{}, "p", WithEngine(h.e), WithDefaultModel("m"))
+	assert.Panics(t, func() { _, _ = c.Chat(t.Context(), msgs) })
+	assert.Panics(t, func() {
+		for range c.ChatStream(t.Context(), msgs) {
+		}
+	})
+	pb, _ := c.Breakers("m")
+	assert.Equal(t, uint64(2), pb.Counts().Failures)
+	assert.Equal(t, engine.Open, pb.State(), "two failures open the provider")
+}
