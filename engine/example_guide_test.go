@@ -351,7 +351,7 @@ func Example_engineDefaults() {
 	fmt.Println(api == e.Breaker("api.example.com"))
 
 	// A breaker with a Config of its own; its zero fields mean the package
-	// defaults, not the engine's.
+	// defaults, not the engine's (only the engine's Clock carries over).
 	db, err := e.NewBreaker("db", engine.Config{FailureThreshold: 1, RecoveryTimeout: 5 * time.Second})
 	fmt.Println(db.Name(), err)
 	_, err = e.NewBreaker("db", engine.Config{})
