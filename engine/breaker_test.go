@@ -627,3 +627,18 @@ func TestSuccessesAfterTheWindowFillsStillTally(t *testing.T) {
 	}
 	assert.Equal(t, uint64(104), b.Counts().Successes)
 }
+
+// A transition to open carries the failure that caused it; a manual trip
+// has none.
+func TestTransitionCause(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 1})
+	sub := b.Subscribe(t.Context())
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	tr := <-sub
+	assert.Equal(t, Open, tr.To)
+	assert.ErrorIs(t, tr.Cause, errBoom)
+	b.Reset()
+	assert.Nil(t, (<-sub).Cause, "closing carries no cause")
+	b.Trip()
+	assert.Nil(t, (<-sub).Cause, "a manual trip has no cause")
+}

@@ -493,7 +493,7 @@ func (m *Machine) transition(now time.Time, to State, reason string) {
 		m.openUntil = time.Time{}
 	}
 	m.seq++
-	m.events = append(m.events, Transition{
+	t := Transition{
 		Name:      m.name,
 		From:      from,
 		To:        to,
@@ -502,7 +502,11 @@ func (m *Machine) transition(now time.Time, to State, reason string) {
 		OpenUntil: m.openUntil,
 		Counts:    m.Counts(now),
 		Seq:       m.seq,
-	})
+	}
+	if to == Open {
+		t.Cause = m.cause
+	}
+	m.events = append(m.events, t)
 }
 
 // TakeTransitions returns the transitions since the last call, oldest

@@ -116,6 +116,10 @@ type Transition struct {
 	// OpenUntil is when an Open circuit will let a probe through; zero
 	// unless To is Open, and zero while the circuit is isolated.
 	OpenUntil time.Time
+	// Cause is the failure that opened the circuit, if one did; nil unless
+	// To is Open. An error with a RetryAfter() time.Duration method here
+	// means the upstream set the open period.
+	Cause error
 	// Counts are the breaker's counts at the moment of the transition.
 	Counts Counts
 	// Seq numbers a breaker's transitions 1, 2, 3... with no gaps, so a

@@ -193,6 +193,13 @@ func (f *Fleet) run(ctx context.Context, local <-chan engine.Transition, ps *red
 	}
 }
 
+// retryAfterError is a failure that carries the upstream's own open
+// period, as engine's trip policies recognise it.
+type retryAfterError interface {
+	error
+	RetryAfter() time.Duration
+}
+
 // local relays a transition of one of this engine's breakers.
 func (f *Fleet) local(ctx context.Context, t engine.Transition) {
 	if strings.HasPrefix(t.Reason, reasonPrefix) {
@@ -201,8 +208,8 @@ func (f *Fleet) local(ctx context.Context, t engine.Transition) {
 	switch {
 	case t.To == engine.Open:
 		explicit := "0"
-		if strings.Contains(t.Reason, "retry-after") {
-			explicit = "1"
+		if _, ok := errors.AsType[retryAfterError](t.Cause); ok {
+			explicit = "1" // the upstream set the period: no quorum needed
 		}
 		openMs := max(t.OpenUntil.Sub(t.At).Milliseconds(), 1)
 		f.eval(ctx, voteScript, t.Name, f.o.Replica, f.o.VoteTTL.Milliseconds(), f.o.Quorum, openMs, explicit)
