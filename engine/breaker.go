@@ -224,8 +224,7 @@ func (b *Breaker) Name() string { return b.m.name }
 // Call runs fn if the circuit admits it and records its outcome. It is
 // [Breaker.Do] without a context.
 func (b *Breaker) Call(fn func() error) error {
-	_, err := execute(context.Background(), b, func(context.Context) (struct{}, error) { return struct{}{}, fn() })
-	return err
+	return b.Do(context.Background(), func(context.Context) error { return fn() })
 }
 
 // Do runs fn if the circuit admits it, passing ctx through, and records its
@@ -237,7 +236,24 @@ func (b *Breaker) Call(fn func() error) error {
 //
 // Most callers should use Do.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
-	_, err := execute(ctx, b, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) })
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := b.admit(ctx)
+	if err != nil {
+		return err
+	}
+	// run, without the value: most calls only return an error.
+	start := b.started()
+	finished := false
+	defer func() {
+		if !finished {
+			b.finish(p, Failure, errPanicked, start)
+		}
+	}()
+	err = fn(ctx)
+	finished = true
+	b.finish(p, b.classify(err), err, start)
 	return err
 }
 
@@ -260,10 +276,7 @@ func execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 // run calls fn under an admitted permit and reports the outcome, even if
 // fn panics (the panic then carries on up the stack).
 func run[T any](ctx context.Context, b *Breaker, p pass, fn func(context.Context) (T, error)) (v T, err error) {
-	var start time.Time
-	if b.slowAt > 0 {
-		start = b.now().Now()
-	}
+	start := b.started()
 	finished := false
 	defer func() {
 		if !finished {
@@ -272,8 +285,26 @@ func run[T any](ctx context.Context, b *Breaker, p pass, fn func(context.Context
 	}()
 	v, err = fn(ctx)
 	finished = true
-	b.finish(p, b.cfg.Classify(err), err, start)
+	b.finish(p, b.classify(err), err, start)
 	return v, err
+}
+
+// started is a call's start time, read only if a slow-call policy needs
+// it.
+func (b *Breaker) started() time.Time {
+	if b.slowAt > 0 {
+		return b.now().Now()
+	}
+	return time.Time{}
+}
+
+// classify sorts an error by Config.Classify, sparing the default the
+// call for the common nil.
+func (b *Breaker) classify(err error) Outcome {
+	if err == nil && b.cfg.plainClassify {
+		return Success
+	}
+	return b.cfg.Classify(err)
 }
 
 // Result is what [Async] delivers: fn's value and error, or a rejection.
@@ -350,8 +381,8 @@ func (b *Breaker) admitTicket(ctx context.Context, t *Ticket) (err error) {
 	if err = ctx.Err(); err != nil {
 		return err
 	}
-	if t.p, err = b.admit(ctx); err == nil && b.slowAt > 0 {
-		t.start = b.now().Now()
+	if t.p, err = b.admit(ctx); err == nil {
+		t.start = b.started()
 	}
 	return err
 }
@@ -363,7 +394,7 @@ func (t *Ticket) Report(err error) {
 	if t == nil {
 		return
 	}
-	t.ReportAs(t.b.cfg.Classify(err), err)
+	t.ReportAs(t.b.classify(err), err)
 }
 
 // ReportAs records the call's outcome as o, for callers that classify

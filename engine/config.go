@@ -94,6 +94,9 @@ type Config struct {
 	// Classify sorts a call's error into Success, Failure or Ignored.
 	// nil means [DefaultClassify]. Ticket.ReportAs bypasses it.
 	Classify func(error) Outcome
+	// plainClassify records that Classify is DefaultClassify, under
+	// which a nil error is a success without a call.
+	plainClassify bool
 
 	// Clock is the breaker's time source. nil means real time; a
 	// *clock.Mock lets tests and simulations drive time by hand.
@@ -227,7 +230,7 @@ func (c Config) normalize() (Config, error) {
 		}
 	}
 	if c.Classify == nil {
-		c.Classify = DefaultClassify
+		c.Classify, c.plainClassify = DefaultClassify, true
 	}
 
 	if c.SubscriberBuffer == 0 {
