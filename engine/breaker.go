@@ -55,6 +55,7 @@ type Breaker struct {
 	timerAt int64 // the armed timer's deadline, in Unix nanoseconds; 0 if none
 	wakeID  uint64
 	base    int64 // failures the current snapshot's budget allows, in-flight ones aside
+	credit  int64 // failures applied since the last publish, whose share goes back to the budget
 }
 
 // snapshot is what the fast paths read. The breaker's goroutine replaces
@@ -671,7 +672,14 @@ func (b *Breaker) handle(m *msg) {
 	case mReport:
 		b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
 	case mFailure:
-		m.snap.budget.Add(1)
+		// The failure's share returns to the budget in the same step as
+		// the change it made to the counts (see publish); a caller that
+		// saw the share back before the change could overshoot.
+		if m.snap == b.snap.Load() {
+			b.credit++
+		} else {
+			m.snap.budget.Add(1) // stale: its snapshot is retired
+		}
 		if m.mark < m.snap.folded {
 			b.m.ReportFailureBefore(now, m.permit, m.err)
 		} else {
@@ -729,7 +737,7 @@ func (b *Breaker) publish() {
 			ns.err, ns.rej = b.m.OpenError(), b.rejected
 		}
 		if b.lean {
-			b.base = b.budgetBase()
+			b.base, b.credit = b.budgetBase(), 0
 			ns.budget.Store(b.base)
 		}
 		b.snap.Store(ns)
@@ -742,11 +750,13 @@ func (b *Breaker) publish() {
 	cur.mayTrip.Store(b.m.SuccessMayTrip())
 	if b.lean {
 		// Failures in flight have taken their share already; the budget
-		// moves only by what the applied counts changed.
-		if base := b.budgetBase(); base != b.base {
-			cur.budget.Add(base - b.base)
-			b.base = base
+		// moves by what the applied counts changed, and gets back the
+		// shares of the failures applied, all in one step.
+		base := b.budgetBase()
+		if d := base - b.base + b.credit; d != 0 {
+			cur.budget.Add(d)
 		}
+		b.base, b.credit = base, 0
 	}
 	// Only now hand the transitions out: whoever sees one and calls the
 	// breaker must find the snapshot already showing it.

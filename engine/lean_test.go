@@ -43,6 +43,20 @@ func TestLeanFailuresAreInCounts(t *testing.T) {
 	require.Equal(t, Open, b.State(), "the tenth failure waits, and opens the circuit")
 }
 
+// The failure that reaches the threshold always waits, however the
+// breaker's goroutine interleaves with the caller.
+func TestLeanThresholdFailureWaits(t *testing.T) {
+	for i := range 3000 {
+		b, err := NewBreaker("x", Config{FailureThreshold: 3})
+		require.NoError(t, err)
+		for range 3 {
+			require.ErrorIs(t, b.Call(fail), errBoom)
+		}
+		require.Equal(t, Open, b.State(), "round %d", i)
+		require.NoError(t, b.Close())
+	}
+}
+
 // Close applies the failures of calls that returned before it.
 func TestLeanFailuresSurviveClose(t *testing.T) {
 	for range 200 {
