@@ -412,8 +412,7 @@ func (t *Ticket) ReportAs(o Outcome, err error) {
 
 // admit decides from the snapshot when it can, and asks the breaker's
 // goroutine otherwise (half-open with a free slot, or an open period a
-// hand-driven clock has already run past). The closed case is kept small
-// enough to inline.
+// hand-driven clock has already run past).
 func (b *Breaker) admit(ctx context.Context) (pass, error) {
 	s := b.snap.Load()
 	if s.state == Closed && !s.stop {
@@ -460,8 +459,8 @@ var errPanicked = &PanicError{Value: "function panicked"}
 // is not slow cannot change the state, so it does not wait: it is added to
 // the tally of the snapshot it was admitted under. Time-based windows need
 // to know when a success happened, so there it is queued as a message
-// instead. Everything else waits until applied. The common case is kept
-// small enough to inline.
+// instead. Everything else waits until applied, but for failures that
+// cannot open the circuit either (see Breaker.failure).
 func (b *Breaker) finish(p pass, o Outcome, err error, start time.Time) {
 	if b.quick && p.snap != nil && o == Success && (!b.rate || !p.snap.mayTrip.Load()) && p.snap.successes.Add(1) > 0 {
 		return
