@@ -23,10 +23,12 @@ import (
 // The common paths skip the round trip. The breaker's goroutine publishes
 // a snapshot of its state after every change; a call in the closed state
 // is admitted, and a call in the open state rejected, by reading that
-// snapshot. Successes in the closed state are recorded without waiting;
-// every outcome that could change the state (a failure that may open the
-// circuit, a slow call, any probe, a success that could trip a rate
-// policy) waits until the breaker has applied it. So when a call returns,
+// snapshot. Successes in the closed state are recorded without waiting,
+// and so are failures when consecutive failures are the only policy and
+// the failure cannot reach the threshold; every outcome that could change
+// the state (a failure that may open the circuit, a slow call, any probe,
+// a success that could trip a rate policy) waits until the breaker has
+// applied it. So when a call returns,
 // its outcome is visible to the same goroutine's next call, State or
 // Counts.
 //
@@ -38,7 +40,7 @@ type Breaker struct {
 	quick  bool    // no slow-call policy, no time-based window: quiet outcomes always tally
 	custom bool    // made by Engine.NewBreaker with its own Config
 	rate   bool    // a rate policy is on: some successes must wait (see snapshot.mayTrip)
-	lean   bool    // only the consecutive-failure policy: failures may skip the wait (see snapshot.budget)
+	lean   bool    // only the consecutive-failure policy: failures may tally too (see Breaker.failure)
 	slowAt time.Duration
 
 	snap     atomic.Pointer[snapshot]
@@ -54,8 +56,9 @@ type Breaker struct {
 	timer   *clock.Timer
 	timerAt int64 // the armed timer's deadline, in Unix nanoseconds; 0 if none
 	wakeID  uint64
-	base    int64 // failures the current snapshot's budget allows, in-flight ones aside
-	credit  int64 // failures applied since the last publish, whose share goes back to the budget
+	base    int64 // failures the current snapshot's budget allows, unfolded ones aside
+	credit  int64 // failures folded since the last publish, whose share goes back to the budget
+	cause   error // the failure that asked for the fold in progress, to blame if it trips
 }
 
 // snapshot is what the fast paths read. The breaker's goroutine replaces
@@ -79,9 +82,15 @@ type snapshot struct {
 	stop               bool          // the breaker is closed
 
 	// What the common paths touch fits the first cache line; these are
-	// for failures of lean breakers only (see Breaker.failure).
-	budget atomic.Int64 // failures that may still be sent without waiting
-	folded int64        // successes folded into the machine so far; the owner's alone
+	// for lean breakers only (see Breaker.failure).
+	failures atomic.Int64 // the failures tally, like successes
+	budget   atomic.Int64 // failures that may still tally without waiting
+	// runF is the failures tally as the latest success saw it, runS the
+	// successes tally as the latest failure saw it: together they tell
+	// which outcomes came last, which the tallies alone cannot.
+	runF, runS atomic.Int64
+
+	folded, foldedF int64 // the tallies as last folded; the owner's alone
 }
 
 const retired = math.MinInt64
@@ -107,8 +116,7 @@ const (
 	mUnsubscribe
 	mWake
 	mForceOpen
-	mFailure // a lean breaker's closed-state failure; see Breaker.failure
-	mSync    // nothing: its answer means everything queued before it is applied
+	mSync // nothing but the fold every message starts with; err is the failure that asked for it
 )
 
 // msg is every message a breaker's goroutine handles. Messages travel by
@@ -122,8 +130,6 @@ type msg struct {
 	err     error
 	elapsed time.Duration
 	ctx     context.Context // mSubscribe only
-	snap    *snapshot       // mFailure: the snapshot whose budget the failure took
-	mark    int64           // mFailure: its successes tally when the call failed
 	reply   chan reply      // made on first use, kept across recycling
 }
 
@@ -462,8 +468,13 @@ var errPanicked = &PanicError{Value: "function panicked"}
 // instead. Everything else waits until applied, but for failures that
 // cannot open the circuit either (see Breaker.failure).
 func (b *Breaker) finish(p pass, o Outcome, err error, start time.Time) {
-	if b.quick && p.snap != nil && o == Success && (!b.rate || !p.snap.mayTrip.Load()) && p.snap.successes.Add(1) > 0 {
-		return
+	if b.quick && p.snap != nil && o == Success && (!b.rate || !p.snap.mayTrip.Load()) {
+		if b.lean {
+			p.snap.saw(&p.snap.runF, &p.snap.failures)
+		}
+		if p.snap.successes.Add(1) > 0 {
+			return
+		}
 	}
 	b.report(p, o, err, start)
 }
@@ -476,8 +487,7 @@ func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 	// A success can trip a rate policy (it may be the call that fills the
 	// window up to MinimumCalls, and old buckets leaving a time-based
 	// window can raise the rate), so then it waits too.
-	if o == Failure && b.lean && p.Probe == 0 {
-		b.failure(p, err)
+	if o == Failure && b.lean && p.snap != nil && retryAfter(err) == 0 && b.failure(p.snap, err) {
 		return
 	}
 	mayTrip := o == Success && b.cfg.ratePolicy() && (b.cfg.WindowDuration > 0 || p.snap == nil || p.snap.mayTrip.Load())
@@ -494,33 +504,42 @@ func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 	_, _ = b.ask(context.Background(), m)
 }
 
-// failure reports a closed-state failure of a lean breaker, whose only
-// policy is FailureThreshold consecutive failures. Such a failure waits for
-// the breaker only if it could open the circuit: the snapshot's budget
-// counts how many more failures could be applied without reaching the
-// threshold, even if no success came between them, and every failure takes
-// one from it. The others are sent without waiting, which keeps the promise
-// that a call's outcome is applied when it returns: a failure that cannot
-// change the state changes nothing the same goroutine's next call or State
-// could see, and Counts, a message, is answered after it.
+// failure tallies a closed-state failure of a lean breaker, whose only
+// policy is FailureThreshold consecutive failures, as successes are
+// tallied, and waits for the breaker only if the failure could open the
+// circuit. The snapshot's budget counts how many more failures the breaker
+// could fold in without reaching the threshold, even if no success came
+// between them; every failure takes one from it, and the one that finds
+// none left asks the breaker to fold now. So the promise holds that a
+// call's outcome is applied when it returns: a failure that cannot change
+// the state changes nothing the same goroutine's next call or State could
+// see, and Counts folds the tallies before it answers.
 //
-// A failure sent ahead can be overtaken by the same caller's next success,
-// which goes to the snapshot's tally. So it carries the tally as it was
-// when the call failed, and if the breaker has folded in more successes
-// than that, a success came after it: it no longer extends the run of
-// consecutive failures.
-func (b *Breaker) failure(p pass, err error) {
-	s := p.snap
-	if s == nil { // admitted by a message, just as the circuit closed
-		s = b.snap.Load()
+// It returns false if s has been retired: the failure is stale and must be
+// reported as a message.
+func (b *Breaker) failure(s *snapshot, err error) bool {
+	s.saw(&s.runS, &s.successes)
+	if s.failures.Add(1) <= 0 {
+		return false
 	}
-	m := b.newMsg(mFailure)
-	m.permit, m.err, m.snap, m.mark = p.Permit, err, s, s.successes.Load()
-	if s.budget.Add(-1) >= 0 && retryAfter(err) == 0 {
-		b.send(m)
-		return
+	if s.budget.Add(-1) < 0 {
+		m := b.newMsg(mSync)
+		m.err = err
+		_, _ = b.ask(context.Background(), m)
 	}
-	_, _ = b.ask(context.Background(), m)
+	return true
+}
+
+// saw records in run that an outcome about to be tallied saw tally as it
+// is now, unless a later outcome has recorded more. Recording before
+// tallying is what lets fold read the tallies first and the runs after.
+func (s *snapshot) saw(run, tally *atomic.Int64) {
+	n := tally.Load()
+	for r := run.Load(); n > r; r = run.Load() {
+		if run.CompareAndSwap(r, n) {
+			return
+		}
+	}
 }
 
 // tally counts a success or ignored outcome of a call admitted under s. It
@@ -644,9 +663,9 @@ func (b *Breaker) Close() error {
 	return nil
 }
 
-// flush applies what is queued: failures sent without waiting (see
-// Breaker.failure) belong to calls that have returned, so they must count
-// before the breaker stops. An idle breaker has nothing to apply.
+// flush applies what is queued: outcomes sent without waiting belong to
+// calls that have returned, so they should count before the breaker stops.
+// An idle breaker has nothing to apply.
 func (b *Breaker) flush() {
 	if !b.act.Idle() {
 		_, _ = b.ask(context.Background(), b.newMsg(mSync))
@@ -663,27 +682,17 @@ func (a *breakerActor) Exit()         { (*Breaker)(a).exit() }
 // handle runs on the breaker's goroutine for every message.
 func (b *Breaker) handle(m *msg) {
 	now := b.now().Now()
+	if m.kind == mSync {
+		b.cause = m.err
+	}
 	b.fold(now, b.snap.Load(), 0)
+	b.cause = nil
 	var r reply
 	switch m.kind {
 	case mAdmit:
 		r.permit, r.err = b.m.Admit(now)
 	case mReport:
 		b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
-	case mFailure:
-		// The failure's share returns to the budget in the same step as
-		// the change it made to the counts (see publish); a caller that
-		// saw the share back before the change could overshoot.
-		if m.snap == b.snap.Load() {
-			b.credit++
-		} else {
-			m.snap.budget.Add(1) // stale: its snapshot is retired
-		}
-		if m.mark < m.snap.folded {
-			b.m.ReportFailureBefore(now, m.permit, m.err)
-		} else {
-			b.m.Report(now, m.permit, Failure, m.err, 0)
-		}
 	case mState:
 		b.m.Advance(now)
 		r.state = b.m.State()
@@ -748,9 +757,10 @@ func (b *Breaker) publish() {
 	cur.full.Store(b.m.ProbesFull())
 	cur.mayTrip.Store(b.m.SuccessMayTrip())
 	if b.lean {
-		// Failures in flight have taken their share already; the budget
-		// moves by what the applied counts changed, and gets back the
-		// shares of the failures applied, all in one step.
+		// Failures not folded yet have taken their share already; the
+		// budget moves by what the folded counts changed, and gets back
+		// the shares of the failures folded, all in one step: a caller
+		// that saw a share back before the change could overshoot.
 		base := b.budgetBase()
 		if d := base - b.base + b.credit; d != 0 {
 			cur.budget.Add(d)
@@ -825,19 +835,43 @@ func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 		b.m.Reject(b.rejected.take())
 	}
 	p := Permit{Gen: s.gen}
-	// The successes tally only grows, until retired, so that a failure
-	// can tell whether successes came after it (see Breaker.failure).
-	n := s.successes.Load()
-	if next == retired {
-		n = s.successes.Swap(retired)
-	}
-	if n > s.folded {
-		b.m.ReportN(now, p, Success, uint64(n-s.folded))
-		s.folded = n
-	}
 	if n := s.ignored.Swap(next); n > 0 {
 		b.m.ReportN(now, p, Ignored, uint64(n))
 	}
+	if !b.lean {
+		// The successes tally only grows, until retired, like a lean
+		// breaker's.
+		n := s.successes.Load()
+		if next == retired {
+			n = s.successes.Swap(retired)
+		}
+		if n > s.folded {
+			b.m.ReportN(now, p, Success, uint64(n-s.folded))
+			s.folded = n
+		}
+		return
+	}
+	// The totals first, then what the latest outcomes saw: an outcome
+	// records what it saw before it adds itself, so every outcome in the
+	// totals has its sighting in the runs read after.
+	succ, fail := s.successes.Load(), s.failures.Load()
+	if next == retired {
+		succ, fail = s.successes.Swap(retired), s.failures.Swap(retired)
+	}
+	if succ <= s.folded && fail <= s.foldedF {
+		return
+	}
+	runF := max(fail-s.runF.Load(), 0) // failures after the latest success
+	runS := max(succ-s.runS.Load(), 0) // successes after the latest failure
+	if runF > 0 {
+		// Both only for outcomes at once on different goroutines, which
+		// either order explains: count the failures last.
+		runS = 0
+	}
+	if b.m.reportTallies(now, p, uint64(succ-s.folded), uint64(fail-s.foldedF), uint64(runS), uint64(runF), b.cause) && next != retired {
+		b.credit += fail - s.foldedF
+	}
+	s.folded, s.foldedF = succ, fail
 }
 
 // stripes is a counter spread over cache lines, so that many goroutines

@@ -184,20 +184,10 @@ func (m *Machine) Slow(elapsed time.Duration) bool {
 // Stale count, when the report is stale: the state changed since the call
 // was admitted, or the probe's lease expired.
 func (m *Machine) Report(now time.Time, p Permit, o Outcome, err error, elapsed time.Duration) bool {
-	return m.report(now, p, o, err, elapsed, true)
+	return m.report(now, p, o, err, elapsed)
 }
 
-// ReportFailureBefore applies a failure that reaches the machine after a
-// success that followed it: a report sent without waiting, say, overtaken
-// by a later success of the same caller. It counts like Report's failure
-// (totals, windows, rate policies, a Retry-After hint) but leaves the
-// consecutive runs alone, since the later success has already ended the
-// run the failure belonged to.
-func (m *Machine) ReportFailureBefore(now time.Time, p Permit, err error) bool {
-	return m.report(now, p, Failure, err, 0, false)
-}
-
-func (m *Machine) report(now time.Time, p Permit, o Outcome, err error, elapsed time.Duration, inOrder bool) bool {
+func (m *Machine) report(now time.Time, p Permit, o Outcome, err error, elapsed time.Duration) bool {
 	m.Advance(now)
 	if p.Gen != m.gen {
 		m.c.Stale++
@@ -223,10 +213,8 @@ func (m *Machine) report(now time.Time, p Permit, o Outcome, err error, elapsed 
 	default:
 		o = Failure
 		m.c.Failures++
-		if inOrder {
-			m.c.ConsecutiveFailures++
-			m.c.ConsecutiveSuccesses = 0
-		}
+		m.c.ConsecutiveFailures++
+		m.c.ConsecutiveSuccesses = 0
 	}
 	if slow {
 		m.c.SlowCalls++
@@ -268,6 +256,28 @@ func (m *Machine) ReportN(now time.Time, p Permit, o Outcome, n uint64) bool {
 	if m.win != nil {
 		m.win.addSuccesses(now, n)
 		m.checkTrip(now, Success, nil, false)
+	}
+	return true
+}
+
+// reportTallies applies outcomes counted without their order, as a lean
+// Breaker's callers count them on its snapshot: successes and failures of
+// calls admitted under p, after which the current run is runS successes
+// or runF failures (at most one of them is not zero). The machine has no
+// window then, so only the consecutive policy can trip; cause is the
+// failure to blame if it does. Like ReportN it returns false, and counts
+// them stale, unless p is a closed-state permit of the current generation.
+func (m *Machine) reportTallies(now time.Time, p Permit, successes, failures, runS, runF uint64, cause error) bool {
+	if p.Gen != m.gen || p.Probe != 0 || m.state != Closed {
+		m.c.Stale += successes + failures
+		return false
+	}
+	m.Advance(now)
+	m.c.Successes += successes
+	m.c.Failures += failures
+	m.c.ConsecutiveSuccesses, m.c.ConsecutiveFailures = runS, runF
+	if failures > 0 {
+		m.checkTrip(now, Failure, cause, false)
 	}
 	return true
 }

@@ -1823,3 +1823,33 @@ func TestMachineLeaseExpiryReclaimsEveryExpiredProbe(t *testing.T) {
 	assert.Equal(t, uint64(2), c.Reclaimed, "both leases expired")
 	assert.Equal(t, uint64(2), c.Failures)
 }
+
+// reportTallies takes the run from the caller, counts totals, trips on the
+// consecutive policy with the cause given, and drops stale tallies.
+func TestMachineReportTallies(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	m := machNew(t, Config{FailureThreshold: 3})
+	p, err := m.Admit(t0)
+	require.NoError(t, err)
+
+	require.True(t, m.reportTallies(t0, p, 5, 4, 0, 2, nil))
+	c := m.Counts(t0)
+	assert.Equal(t, uint64(5), c.Successes)
+	assert.Equal(t, uint64(4), c.Failures)
+	assert.Equal(t, uint64(2), c.ConsecutiveFailures)
+	assert.Equal(t, Closed, m.State())
+
+	require.True(t, m.reportTallies(t0, p, 1, 0, 1, 0, nil))
+	assert.Equal(t, uint64(0), m.Counts(t0).ConsecutiveFailures, "a success came last")
+	assert.Equal(t, uint64(1), m.Counts(t0).ConsecutiveSuccesses)
+
+	require.True(t, m.reportTallies(t0, p, 0, 3, 0, 3, errBoom))
+	assert.Equal(t, Open, m.State())
+	trs := m.TakeTransitions()
+	require.Len(t, trs, 1)
+	assert.Equal(t, "3 consecutive failures", trs[0].Reason)
+	assert.ErrorIs(t, trs[0].Cause, errBoom)
+
+	assert.False(t, m.reportTallies(t0, p, 2, 1, 0, 1, nil), "admitted before the trip: stale")
+	assert.Equal(t, uint64(3), m.Counts(t0).Stale)
+}
