@@ -56,9 +56,6 @@ type Breaker struct {
 	timer   *clock.Timer
 	timerAt int64 // the armed timer's deadline, in Unix nanoseconds; 0 if none
 	wakeID  uint64
-	base    int64 // failures the current snapshot's budget allows, unfolded ones aside
-	credit  int64 // failures folded since the last publish, whose share goes back to the budget
-	cause   error // the failure that asked for the fold in progress, to blame if it trips
 }
 
 // snapshot is what the fast paths read. The breaker's goroutine replaces
@@ -84,7 +81,7 @@ type snapshot struct {
 	// What the common paths touch fits the first cache line; these are
 	// for lean breakers only (see Breaker.failure).
 	failures atomic.Int64 // the failures tally, like successes
-	budget   atomic.Int64 // failures that may still tally without waiting
+	limit    atomic.Int64 // how far the failures tally may go without waiting
 	// runF is the failures tally as the latest success saw it, runS the
 	// successes tally as the latest failure saw it: together they tell
 	// which outcomes came last, which the tallies alone cannot.
@@ -116,7 +113,7 @@ const (
 	mUnsubscribe
 	mWake
 	mForceOpen
-	mSync // nothing but the fold every message starts with; err is the failure that asked for it
+	mSync // nothing but the fold every message starts with
 )
 
 // msg is every message a breaker's goroutine handles. Messages travel by
@@ -206,8 +203,7 @@ func newBreaker(name string, cfg *Config) *Breaker {
 	b.lean = b.quick && !b.rate && cfg.WindowSize == 0 && cfg.ShouldTrip == nil && cfg.FailureThreshold > 0
 	s := &snapshot{state: Closed, gen: b.m.gen}
 	if b.lean {
-		b.base = int64(cfg.FailureThreshold) - 1
-		s.budget.Store(b.base)
+		s.limit.Store(int64(cfg.FailureThreshold) - 1)
 	}
 	b.snap.Store(s)
 	b.act.Init(mailbox, (*breakerActor)(b))
@@ -487,8 +483,14 @@ func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 	// A success can trip a rate policy (it may be the call that fills the
 	// window up to MinimumCalls, and old buckets leaving a time-based
 	// window can raise the rate), so then it waits too.
-	if o == Failure && b.lean && p.snap != nil && retryAfter(err) == 0 && b.failure(p.snap, err) {
-		return
+	if o == Failure && b.lean && p.Probe == 0 && retryAfter(err) == 0 {
+		s := p.snap
+		if s == nil { // admitted by a message just as the circuit closed
+			s = b.snap.Load()
+		}
+		if s.gen == p.Gen && b.failure(s) {
+			return
+		}
 	}
 	mayTrip := o == Success && b.cfg.ratePolicy() && (b.cfg.WindowDuration > 0 || p.snap == nil || p.snap.mayTrip.Load())
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
@@ -506,28 +508,30 @@ func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 
 // failure tallies a closed-state failure of a lean breaker, whose only
 // policy is FailureThreshold consecutive failures, as successes are
-// tallied, and waits for the breaker only if the failure could open the
-// circuit. The snapshot's budget counts how many more failures the breaker
-// could fold in without reaching the threshold, even if no success came
-// between them; every failure takes one from it, and the one that finds
-// none left asks the breaker to fold now. So the promise holds that a
-// call's outcome is applied when it returns: a failure that cannot change
-// the state changes nothing the same goroutine's next call or State could
-// see, and Counts folds the tallies before it answers.
+// tallied, if the failure cannot open the circuit. The breaker publishes
+// how far the failures tally may go before a failure could reach the
+// threshold, even if no success came between them; taking a place in the
+// tally and checking that limit are one compare-and-swap, so every failure
+// the limit allowed is in the tally the breaker folds next. A failure that
+// finds no room is not tallied: failure returns false and it is reported
+// as a message, which waits and is applied after every outcome tallied so
+// far, so it is the one that opens the circuit. So the promise holds that
+// a call's outcome is applied when it returns: a tallied failure changes
+// nothing the same goroutine's next call or State could see, and Counts
+// folds the tallies before it answers.
 //
-// It returns false if s has been retired: the failure is stale and must be
-// reported as a message.
-func (b *Breaker) failure(s *snapshot, err error) bool {
+// It also returns false if s has been retired: the failure is stale.
+func (b *Breaker) failure(s *snapshot) bool {
 	s.saw(&s.runS, &s.successes)
-	if s.failures.Add(1) <= 0 {
-		return false
+	for {
+		n := s.failures.Load()
+		if n < 0 || n >= s.limit.Load() {
+			return false
+		}
+		if s.failures.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
-	if s.budget.Add(-1) < 0 {
-		m := b.newMsg(mSync)
-		m.err = err
-		_, _ = b.ask(context.Background(), m)
-	}
-	return true
 }
 
 // saw records in run that an outcome about to be tallied saw tally as it
@@ -682,11 +686,7 @@ func (a *breakerActor) Exit()         { (*Breaker)(a).exit() }
 // handle runs on the breaker's goroutine for every message.
 func (b *Breaker) handle(m *msg) {
 	now := b.now().Now()
-	if m.kind == mSync {
-		b.cause = m.err
-	}
 	b.fold(now, b.snap.Load(), 0)
-	b.cause = nil
 	var r reply
 	switch m.kind {
 	case mAdmit:
@@ -745,8 +745,7 @@ func (b *Breaker) publish() {
 			ns.err, ns.rej = b.m.OpenError(), b.rejected
 		}
 		if b.lean {
-			b.base, b.credit = b.budgetBase(), 0
-			ns.budget.Store(b.base)
+			ns.limit.Store(b.failureRoom())
 		}
 		b.snap.Store(ns)
 		b.fold(b.now().Now(), s, retired)
@@ -757,15 +756,7 @@ func (b *Breaker) publish() {
 	cur.full.Store(b.m.ProbesFull())
 	cur.mayTrip.Store(b.m.SuccessMayTrip())
 	if b.lean {
-		// Failures not folded yet have taken their share already; the
-		// budget moves by what the folded counts changed, and gets back
-		// the shares of the failures folded, all in one step: a caller
-		// that saw a share back before the change could overshoot.
-		base := b.budgetBase()
-		if d := base - b.base + b.credit; d != 0 {
-			cur.budget.Add(d)
-		}
-		b.base, b.credit = base, 0
+		cur.limit.Store(cur.foldedF + b.failureRoom())
 	}
 	// Only now hand the transitions out: whoever sees one and calls the
 	// breaker must find the snapshot already showing it.
@@ -800,9 +791,9 @@ func (b *Breaker) publish() {
 	})
 }
 
-// budgetBase is how many more consecutive failures the circuit can take
+// failureRoom is how many more consecutive failures the circuit can take
 // without opening; none unless it is closed.
-func (b *Breaker) budgetBase() int64 {
+func (b *Breaker) failureRoom() int64 {
 	if b.m.State() != Closed {
 		return -1
 	}
@@ -863,14 +854,7 @@ func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 	}
 	runF := max(fail-s.runF.Load(), 0) // failures after the latest success
 	runS := max(succ-s.runS.Load(), 0) // successes after the latest failure
-	if runF > 0 {
-		// Both only for outcomes at once on different goroutines, which
-		// either order explains: count the failures last.
-		runS = 0
-	}
-	if b.m.reportTallies(now, p, uint64(succ-s.folded), uint64(fail-s.foldedF), uint64(runS), uint64(runF), b.cause) && next != retired {
-		b.credit += fail - s.foldedF
-	}
+	b.m.reportTallies(now, p, uint64(succ-s.folded), uint64(fail-s.foldedF), uint64(runS), uint64(runF))
 	s.folded, s.foldedF = succ, fail
 }
 

@@ -262,12 +262,15 @@ func (m *Machine) ReportN(now time.Time, p Permit, o Outcome, n uint64) bool {
 
 // reportTallies applies outcomes counted without their order, as a lean
 // Breaker's callers count them on its snapshot: successes and failures of
-// calls admitted under p, after which the current run is runS successes
-// or runF failures (at most one of them is not zero). The machine has no
-// window then, so only the consecutive policy can trip; cause is the
-// failure to blame if it does. Like ReportN it returns false, and counts
-// them stale, unless p is a closed-state permit of the current generation.
-func (m *Machine) reportTallies(now time.Time, p Permit, successes, failures, runS, runF uint64, cause error) bool {
+// calls admitted under p. runF is how many of the failures came after the
+// latest of the successes, runS how many of the successes came after the
+// latest of the failures; without successes the failures extend the
+// current run, and the other way round. The machine has no window then,
+// and the failures were counted so that they cannot reach the threshold,
+// but the check runs all the same. Like ReportN it returns false, and
+// counts them stale, unless p is a closed-state permit of the current
+// generation.
+func (m *Machine) reportTallies(now time.Time, p Permit, successes, failures, runS, runF uint64) bool {
 	if p.Gen != m.gen || p.Probe != 0 || m.state != Closed {
 		m.c.Stale += successes + failures
 		return false
@@ -275,9 +278,21 @@ func (m *Machine) reportTallies(now time.Time, p Permit, successes, failures, ru
 	m.Advance(now)
 	m.c.Successes += successes
 	m.c.Failures += failures
-	m.c.ConsecutiveSuccesses, m.c.ConsecutiveFailures = runS, runF
+	cf, cs := m.c.ConsecutiveFailures+failures, m.c.ConsecutiveSuccesses+successes
+	if successes > 0 {
+		cf = runF
+	}
 	if failures > 0 {
-		m.checkTrip(now, Failure, cause, false)
+		cs = runS
+	}
+	if cf > 0 && cs > 0 {
+		// Outcomes at once on different goroutines, which either order
+		// explains: count the failures last.
+		cs = 0
+	}
+	m.c.ConsecutiveFailures, m.c.ConsecutiveSuccesses = cf, cs
+	if failures > 0 {
+		m.checkTrip(now, Failure, nil, false)
 	}
 	return true
 }

@@ -1824,32 +1824,38 @@ func TestMachineLeaseExpiryReclaimsEveryExpiredProbe(t *testing.T) {
 	assert.Equal(t, uint64(2), c.Failures)
 }
 
-// reportTallies takes the run from the caller, counts totals, trips on the
-// consecutive policy with the cause given, and drops stale tallies.
+// reportTallies takes the run from the caller when the tallies hold both
+// kinds, extends the current run when they hold one, counts totals, trips
+// on the consecutive policy, and drops stale tallies.
 func TestMachineReportTallies(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	m := machNew(t, Config{FailureThreshold: 3})
 	p, err := m.Admit(t0)
 	require.NoError(t, err)
 
-	require.True(t, m.reportTallies(t0, p, 5, 4, 0, 2, nil))
+	require.True(t, m.reportTallies(t0, p, 5, 4, 0, 2))
 	c := m.Counts(t0)
 	assert.Equal(t, uint64(5), c.Successes)
 	assert.Equal(t, uint64(4), c.Failures)
-	assert.Equal(t, uint64(2), c.ConsecutiveFailures)
+	assert.Equal(t, uint64(2), c.ConsecutiveFailures, "the failures after the latest success")
+	assert.Equal(t, uint64(0), c.ConsecutiveSuccesses)
 	assert.Equal(t, Closed, m.State())
 
-	require.True(t, m.reportTallies(t0, p, 1, 0, 1, 0, nil))
+	require.True(t, m.reportTallies(t0, p, 1, 0, 1, 0))
 	assert.Equal(t, uint64(0), m.Counts(t0).ConsecutiveFailures, "a success came last")
 	assert.Equal(t, uint64(1), m.Counts(t0).ConsecutiveSuccesses)
+	require.True(t, m.reportTallies(t0, p, 2, 0, 0, 0))
+	assert.Equal(t, uint64(3), m.Counts(t0).ConsecutiveSuccesses, "successes alone extend the run")
 
-	require.True(t, m.reportTallies(t0, p, 0, 3, 0, 3, errBoom))
-	assert.Equal(t, Open, m.State())
+	require.True(t, m.reportTallies(t0, p, 0, 2, 0, 0))
+	assert.Equal(t, uint64(2), m.Counts(t0).ConsecutiveFailures)
+	assert.Equal(t, Closed, m.State())
+	require.True(t, m.reportTallies(t0, p, 0, 1, 0, 0))
+	assert.Equal(t, Open, m.State(), "failures alone extend the run to the threshold")
 	trs := m.TakeTransitions()
 	require.Len(t, trs, 1)
 	assert.Equal(t, "3 consecutive failures", trs[0].Reason)
-	assert.ErrorIs(t, trs[0].Cause, errBoom)
 
-	assert.False(t, m.reportTallies(t0, p, 2, 1, 0, 1, nil), "admitted before the trip: stale")
+	assert.False(t, m.reportTallies(t0, p, 2, 1, 0, 1), "admitted before the trip: stale")
 	assert.Equal(t, uint64(3), m.Counts(t0).Stale)
 }
