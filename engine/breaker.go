@@ -692,7 +692,9 @@ func (b *Breaker) handle(m *msg) {
 	case mAdmit:
 		r.permit, r.err = b.m.Admit(now)
 	case mReport:
-		b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
+		if !b.tallyLast(now, m) {
+			b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
+		}
 	case mState:
 		b.m.Advance(now)
 		r.state = b.m.State()
@@ -789,6 +791,36 @@ func (b *Breaker) publish() {
 		w.permit.Gen = id
 		b.send(w)
 	})
+}
+
+// tallyLast applies a lean breaker's closed-state success or failure that
+// came as a message (a failure that found no room under the limit, one
+// with a Retry-After, a call admitted by a message): after everything
+// folded so far, so that the run it extends, and the trip it may cause,
+// are the run and the trip at that outcome. Then, unless it opened the
+// circuit, it puts the outcome in the tallies as already folded and seen
+// after everything tallied so far: the next fold rebuilds the run from
+// the tallies, and must find it there. It reports whether m was such a
+// report.
+func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
+	s := b.snap.Load()
+	if !b.lean || m.permit.Gen != s.gen || m.permit.Probe != 0 || s.state != Closed || m.outcome == Ignored {
+		return false
+	}
+	b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
+	if b.m.Generation() != s.gen {
+		return true // it opened the circuit: the tallies retire with the snapshot
+	}
+	if m.outcome == Success {
+		s.saw(&s.runF, &s.failures)
+		s.successes.Add(1)
+		s.folded++
+	} else {
+		s.saw(&s.runS, &s.successes)
+		s.failures.Add(1)
+		s.foldedF++
+	}
+	return true
 }
 
 // failureRoom is how many more consecutive failures the circuit can take

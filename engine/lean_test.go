@@ -133,3 +133,32 @@ func TestLeanRetryAfterWaits(t *testing.T) {
 	require.Error(t, b.Call(func() error { return retryErr{5 * time.Second} }))
 	assert.Equal(t, Open, b.State())
 }
+
+// Within one snapshot the failures limit never drops: a caller that read
+// it may still take a place under it. Outcomes that come as messages (a
+// Retry-After that has passed, here) are the ones that could lower it.
+func TestLeanLimitNeverDrops(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 4})
+	s := b.snap.Load()
+	last := s.limit.Load()
+	check := func(step string) {
+		t.Helper()
+		require.Same(t, s, b.snap.Load(), "%s: still the same snapshot", step)
+		now := s.limit.Load()
+		require.GreaterOrEqual(t, now, last, "%s: the limit dropped", step)
+		last = now
+	}
+	passed := retryErr{-time.Second} // a hint already in the past: sent as a message, does not open
+	for range 3 {
+		require.Error(t, b.Call(fail))
+		b.Counts()
+		check("tallied failure")
+		require.Error(t, b.Call(func() error { return passed }))
+		b.Counts()
+		check("failure as a message")
+		require.NoError(t, b.Call(succeed))
+		b.Counts()
+		check("success")
+	}
+	assert.Equal(t, Closed, b.State())
+}
