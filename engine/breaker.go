@@ -78,8 +78,8 @@ type snapshot struct {
 	idle               atomic.Uint32 // an Engine's idle sweeps since a call was last admitted
 	stop               bool          // the breaker is closed
 
-	// What the common paths touch fits the first cache line; these are
-	// for lean breakers only (see Breaker.failure).
+	// What the common paths touch fits the first cache line; the second
+	// is for lean breakers only (see Breaker.failure).
 	failures atomic.Int64 // the failures tally, like successes
 	limit    atomic.Int64 // how far the failures tally may go without waiting
 	// runF is the failures tally as the latest success saw it, runS the
@@ -88,6 +88,11 @@ type snapshot struct {
 	runF, runS atomic.Int64
 
 	folded, foldedF int64 // the tallies as last folded; the owner's alone
+
+	// 128 bytes in all, a size class the allocator aligns to 128, so the
+	// two groups above sit on two cache lines of their own: the tallies
+	// every success writes do not evict what a lean success reads.
+	_ [16]byte
 }
 
 const retired = math.MinInt64

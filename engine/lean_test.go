@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -161,4 +162,13 @@ func TestLeanLimitNeverDrops(t *testing.T) {
 		check("success")
 	}
 	assert.Equal(t, Closed, b.State())
+}
+
+// The snapshot keeps what every call touches on one cache line and what a
+// lean breaker's failures touch on the next (see the snapshot type).
+func TestSnapshotLayout(t *testing.T) {
+	var s snapshot
+	assert.Equal(t, uintptr(128), unsafe.Sizeof(s))
+	assert.LessOrEqual(t, unsafe.Offsetof(s.stop), uintptr(63))
+	assert.Equal(t, uintptr(64), unsafe.Offsetof(s.failures))
 }
