@@ -66,9 +66,8 @@ func (pastRetry) RetryAfter() time.Duration { return -time.Second }
 // before it applies the next message.
 type holdClock struct {
 	clock.Clock
-	mu    sync.Mutex
-	armed *hold   // not taken yet
-	holds []*hold // every hold made, for disarm
+	armed atomic.Pointer[hold] // not taken yet
+	holds []*hold              // every hold made, for disarm; the test's goroutine alone
 }
 
 type hold struct {
@@ -81,30 +80,21 @@ func (h *hold) free() { h.once.Do(func() { close(h.release) }) }
 // disarm drops a hold nobody took and frees every one, so that a test
 // that stopped half-way cannot leave the breaker held.
 func (c *holdClock) disarm() {
-	c.mu.Lock()
-	c.armed = nil
-	holds := c.holds
-	c.mu.Unlock()
-	for _, h := range holds {
+	c.armed.Store(nil)
+	for _, h := range c.holds {
 		h.free()
 	}
 }
 
 func (c *holdClock) arm() *hold {
 	h := &hold{held: make(chan struct{}), release: make(chan struct{})}
-	c.mu.Lock()
-	c.armed = h
 	c.holds = append(c.holds, h)
-	c.mu.Unlock()
+	c.armed.Store(h)
 	return h
 }
 
 func (c *holdClock) Now() time.Time {
-	c.mu.Lock()
-	h := c.armed
-	c.armed = nil
-	c.mu.Unlock()
-	if h != nil {
+	if h := c.armed.Swap(nil); h != nil {
 		close(h.held)
 		<-h.release
 	}
