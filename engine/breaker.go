@@ -485,9 +485,6 @@ func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 	if b.slowAt > 0 {
 		elapsed = b.now().Since(start)
 	}
-	// A success can trip a rate policy (it may be the call that fills the
-	// window up to MinimumCalls, and old buckets leaving a time-based
-	// window can raise the rate), so then it waits too.
 	if o == Failure && b.lean && p.Probe == 0 && retryAfter(err) == 0 {
 		s := p.snap
 		if s == nil { // admitted by a message just as the circuit closed
@@ -497,6 +494,9 @@ func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 			return
 		}
 	}
+	// A success can trip a rate policy (it may be the call that fills the
+	// window up to MinimumCalls, and old buckets leaving a time-based
+	// window can raise the rate), so then it waits too.
 	mayTrip := o == Success && b.cfg.ratePolicy() && (b.cfg.WindowDuration > 0 || p.snap == nil || p.snap.mayTrip.Load())
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
 	if quiet && p.snap != nil && b.cfg.WindowDuration == 0 && (o == Ignored || !b.quick) && p.snap.tally(o) {
