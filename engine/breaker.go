@@ -661,8 +661,10 @@ func (b *Breaker) Subscribe(ctx context.Context) <-chan Transition {
 }
 
 // Close stops the breaker's goroutine and timer, closes its subscriptions,
-// and waits until OnStateChange has seen every transition. Calls after
-// Close return [ErrClosed]. Close is idempotent and always returns nil.
+// and waits until OnStateChange has seen every transition. The outcomes of
+// calls that returned before Close count in Counts after it; those of calls
+// still running when it is called may not. Calls after Close return
+// [ErrClosed]. Close is idempotent and always returns nil.
 func (b *Breaker) Close() error {
 	b.flush()
 	b.act.Stop()
