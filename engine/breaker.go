@@ -504,7 +504,10 @@ func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 	}
 	m := b.newMsg(mReport)
 	m.permit, m.outcome, m.err, m.elapsed = p.Permit, o, err, elapsed
-	if quiet {
+	// A lean breaker's success that comes as a message waits all the same:
+	// the caller's next failures are tallied, and must not be folded
+	// before it (see Breaker.tallyLast).
+	if quiet && !(b.lean && o == Success) {
 		b.send(m)
 		return
 	}
@@ -804,7 +807,8 @@ func (b *Breaker) publish() {
 // came as a message (a failure that found no room under the limit, one
 // with a Retry-After, a call admitted by a message): after everything
 // folded so far, so that the run it extends, and the trip it may cause,
-// are the run and the trip at that outcome. Then, unless it opened the
+// are the run and the trip at that outcome. Its sender waits, so nothing
+// the same caller does later can be folded before it. Then, unless it opened the
 // circuit, it puts the outcome in the tallies as already folded and seen
 // after everything tallied so far: the next fold rebuilds the run from
 // the tallies, and must find it there. It reports whether m was such a

@@ -864,3 +864,51 @@ func TestLeanReviewStaleFailuresAcrossResets(t *testing.T) {
 		b.Reset()
 	}
 }
+
+// A caller admitted just as the circuit closed succeeds (its success goes
+// as a message, without waiting), then the same goroutine fails twice:
+// S, F, F opens a threshold-2 circuit, and the second failure returns with
+// the circuit open.
+//
+// Current code: the success's message is sent without waiting, so the
+// caller goes on before the breaker has applied it. Its first failure
+// takes a place in the tally; the breaker, on reaching the success's
+// message, folds that failure in first (ConsecutiveFailures 1), then
+// applies the success as the latest outcome (ConsecutiveFailures 0):
+// the failure that came after the success is counted before it. The
+// second failure finds no room, waits and makes a run of one. The circuit
+// stays closed, and the goroutine's next call runs. The clock is held at
+// the start of the breaker's next message only to make the usual
+// interleaving (the breaker's goroutine waking up after the caller went
+// on) happen every time.
+func TestLeanReviewMessageSuccessDoesNotWait(t *testing.T) {
+	b, clk := holdingBreaker(t, Config{FailureThreshold: 2, RecoveryTimeout: time.Millisecond})
+	tk := admitAsItCloses(t, b, clk)
+	trips := b.Counts().Trips
+
+	h := clk.arm() // the breaker stops before it applies the next message
+	sDone := make(chan struct{})
+	go func() { defer close(sDone); tk.Report(nil) }() // S
+	_, held := within(h.held, time.Second)
+	_, sReturned := within(sDone, 250*time.Millisecond)
+	var f1 error
+	if sReturned {
+		f1 = b.Call(fail) // F1, while the success is not applied yet
+		h.free()
+	} else {
+		h.free() // S waits until applied: F1 comes after it
+		<-sDone
+		f1 = b.Call(fail)
+	}
+	require.ErrorIs(t, f1, errBoom)
+	require.ErrorIs(t, b.Call(fail), errBoom) // F2
+	st := b.State()
+	ran := false
+	err := b.Call(func() error { ran = true; return nil })
+	c := b.Counts()
+	t.Logf("breaker held before it applied the success: %v; success returned while held: %v", held, sReturned)
+	assert.Equal(t, Open, st, "S, F, F of one goroutine opens a threshold-2 circuit (counts %+v)", c)
+	assert.ErrorIs(t, err, ErrOpen, "the call after S, F, F is rejected")
+	assert.False(t, ran, "the call after S, F, F must not run")
+	assert.Equal(t, trips+1, c.Trips)
+}
