@@ -2,7 +2,8 @@
 // the Markdown files in this folder. It has no code of its own; its test keeps
 // the documents honest. Every Go block in them type-checks against the
 // current API, every block marked as an example is the body of a runnable
-// Example function, and every relative link and anchor resolves.
+// Example function, every relative link and anchor resolves, and every
+// test, benchmark or example they name in backticks exists.
 //
 // # Go blocks
 //

@@ -441,3 +441,48 @@ func exportData(t *testing.T, need map[string]bool) map[string]string {
 	}
 	return exports
 }
+
+// TestNamedTests checks that every test, benchmark, example or fuzz target
+// the documents name in backticks exists, so tables of which test guards
+// what cannot point at tests that were renamed or removed.
+func TestNamedTests(t *testing.T) {
+	funcs := map[string]bool{}
+	decl := regexp.MustCompile(`(?m)^func ((?:Test|Benchmark|Example|Fuzz)\w*)\(`)
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range decl.FindAllSubmatch(src, -1) {
+			funcs[string(m[1])] = true
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.NotEmpty(t, funcs)
+
+	named := regexp.MustCompile("`((?:Test|Benchmark|Example|Fuzz)[A-Z_]\\w*)`")
+	checked := 0
+	for _, d := range documents(t) {
+		src, err := os.ReadFile(filepath.Join(root, d.path))
+		require.NoError(t, err)
+		for i, line := range strings.Split(string(src), "\n") {
+			for _, m := range named.FindAllStringSubmatch(line, -1) {
+				checked++
+				if !funcs[m[1]] {
+					t.Errorf("%s:%d: no function %s in any test file", d.path, i+1, m[1])
+				}
+			}
+		}
+	}
+	require.NotZero(t, checked, "no test names found: the pattern is broken")
+}
