@@ -642,3 +642,18 @@ func TestTransitionCause(t *testing.T) {
 	b.Trip()
 	assert.Nil(t, (<-sub).Cause, "a manual trip has no cause")
 }
+
+// Outcomes sent without waiting (successes under a time-based window with
+// no rate policy go as messages) still count when Close comes right after
+// the calls.
+func TestCloseAppliesQueuedReports(t *testing.T) {
+	for range 200 {
+		b, err := NewBreaker("x", Config{WindowDuration: time.Minute, ShouldTrip: func(Counts) bool { return false }})
+		require.NoError(t, err)
+		for range 5 {
+			require.NoError(t, b.Call(succeed))
+		}
+		require.NoError(t, b.Close())
+		require.Equal(t, uint64(5), b.Counts().Successes)
+	}
+}
