@@ -130,6 +130,18 @@ var subjects = []subject{
 			return r.Err
 		}
 	}),
+	ours("Go", func(br *engine.Breaker) func(func() error) error {
+		ctx := context.Background()
+		// One results channel for every caller, as a fan-out would have;
+		// with room for each goroutine of the parallel runs, no send waits.
+		results := make(chan engine.Result[int], 64)
+		return func(w func() error) error {
+			if err := engine.Go(ctx, br, results, func(context.Context) (int, error) { return 1, w() }); err != nil {
+				return err
+			}
+			return (<-results).Err
+		}
+	}),
 	{
 		name: "gobreaker-Execute",
 		closed: func(*testing.B) func(func() error) error {

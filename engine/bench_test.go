@@ -39,6 +39,15 @@ func BenchmarkDoClosedParallel(b *testing.B) {
 	})
 }
 
+func BenchmarkExecuteClosed(b *testing.B) {
+	br := benchBreaker(b, Config{})
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	for b.Loop() {
+		_, _ = Execute(ctx, br, fn)
+	}
+}
+
 func BenchmarkAdmitReportClosed(b *testing.B) {
 	br := benchBreaker(b, Config{})
 	ctx := context.Background()
@@ -81,6 +90,17 @@ func BenchmarkAsyncClosed(b *testing.B) {
 	fn := func(context.Context) (int, error) { return 1, nil }
 	for b.Loop() {
 		<-Async(ctx, br, fn)
+	}
+}
+
+func BenchmarkGoClosed(b *testing.B) {
+	br := benchBreaker(b, Config{})
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	results := make(chan Result[int], 1)
+	for b.Loop() {
+		_ = Go(ctx, br, results, fn)
+		<-results
 	}
 }
 

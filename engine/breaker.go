@@ -97,11 +97,13 @@ type snapshot struct {
 
 const retired = math.MinInt64
 
-// pass is an admission: the machine's permit and, for a call admitted from
-// the snapshot, the snapshot it was admitted under.
-type pass struct {
+// call is an admitted call on its way: everything reporting its outcome
+// needs. It lives on the caller's stack, and only its address travels.
+type call struct {
 	Permit
-	snap *snapshot
+	b     *Breaker
+	snap  *snapshot // the snapshot it was admitted under; nil if a message admitted it
+	start time.Time // when it started, if a slow-call policy times it
 }
 
 type msgKind uint8
@@ -232,78 +234,55 @@ func (b *Breaker) Name() string { return b.m.name }
 // Call runs fn if the circuit admits it and records its outcome. It is
 // [Breaker.Do] without a context.
 func (b *Breaker) Call(fn func() error) error {
-	return b.Do(context.Background(), func(context.Context) error { return fn() })
+	return b.Do(background, func(context.Context) error { return fn() })
 }
+
+// background is context.Background as an interface value made once, which
+// leaves Call small enough to inline.
+var background = context.Background()
 
 // Do runs fn if the circuit admits it, passing ctx through, and records its
 // outcome. It returns fn's error unchanged, an error matching [ErrOpen]
 // (an [*OpenError]) if the call was rejected, [ErrClosed] after Close, or
 // ctx.Err() if ctx was done before fn could start (fn is then not run).
-// fn's error is classified by Config.Classify. If fn panics, the outcome
+// An open circuit rejects a call without looking at ctx. fn's error is classified by Config.Classify. If fn panics, the outcome
 // is recorded as a failure and the panic continues.
 //
 // Most callers should use Do.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	p, err := b.admit(ctx)
-	if err != nil {
+	var c call
+	if err := b.admit(ctx, &c); err != nil {
 		return err
 	}
 	// run, without the value: most calls only return an error.
-	start := b.started()
 	finished := false
 	defer func() {
 		if !finished {
-			b.finish(p, Failure, errPanicked, start)
+			c.finish(Failure, errPanicked)
 		}
 	}()
-	err = fn(ctx)
+	err := fn(ctx)
 	finished = true
-	b.finish(p, b.classify(err), err, start)
+	c.finish(b.classify(err), err)
 	return err
 }
 
 // Execute is [Breaker.Do] for functions that return a value.
-func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
-	return execute(ctx, b, fn)
-}
-
-func execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (v T, err error) {
-	if err = ctx.Err(); err != nil {
+func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (v T, err error) {
+	var c call
+	if err = b.admit(ctx, &c); err != nil {
 		return v, err
 	}
-	p, err := b.admit(ctx)
-	if err != nil {
-		return v, err
-	}
-	return run(ctx, b, p, fn)
-}
-
-// run calls fn under an admitted permit and reports the outcome, even if
-// fn panics (the panic then carries on up the stack).
-func run[T any](ctx context.Context, b *Breaker, p pass, fn func(context.Context) (T, error)) (v T, err error) {
-	start := b.started()
 	finished := false
 	defer func() {
 		if !finished {
-			b.finish(p, Failure, errPanicked, start)
+			c.finish(Failure, errPanicked)
 		}
 	}()
 	v, err = fn(ctx)
 	finished = true
-	b.finish(p, b.classify(err), err, start)
+	c.finish(b.classify(err), err)
 	return v, err
-}
-
-// started is a call's start time, read only if a slow-call policy needs
-// it.
-func (b *Breaker) started() time.Time {
-	if b.slowAt > 0 {
-		return b.now().Now()
-	}
-	return time.Time{}
 }
 
 // classify sorts an error by Config.Classify, sparing the default the
@@ -333,39 +312,66 @@ type Result[T any] struct {
 // [*PanicError] instead of crashing the program.
 func Async[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) <-chan Result[T] {
 	ch := make(chan Result[T], 1)
-	if err := ctx.Err(); err != nil {
+	if err := Go(ctx, b, ch, fn); err != nil {
 		ch <- Result[T]{Err: err}
-		return ch
 	}
-	p, err := b.admit(ctx)
-	if err != nil {
-		ch <- Result[T]{Err: err}
-		return ch
+	return ch
+}
+
+// Go is [Async] for callers that gather many calls on one channel (fan-out,
+// hedged requests) and so need no channel per call: it starts fn under the
+// breaker on a new goroutine, which sends fn's Result to results. Its only
+// allocation is that goroutine.
+//
+// If the call is not admitted, Go returns why, as [Breaker.Do] would, and
+// starts nothing. Otherwise it returns nil and exactly one Result is sent
+// to results once fn returns; a panic in fn is recorded as a failure and
+// sent as a [*PanicError]. The goroutine waits for room in results, so
+// give results room for every call in flight or keep reading it; if ctx
+// is done while it waits, the Result is dropped and the goroutine ends.
+func Go[T any](ctx context.Context, b *Breaker, results chan<- Result[T], fn func(context.Context) (T, error)) error {
+	var admitted call
+	if err := b.admit(ctx, &admitted); err != nil {
+		return err
 	}
+	c := admitted // captured by value: the goroutine's only allocation holds it
 	go func() {
-		delivered := false
+		c := c // addressable, on the goroutine's stack
+		var r Result[T]
+		finished := false
 		defer func() {
-			if r := recover(); r != nil {
-				ch <- Result[T]{Err: &PanicError{Value: r, Stack: debug.Stack()}}
-			} else if !delivered { // fn called runtime.Goexit
-				ch <- Result[T]{Err: &PanicError{Value: "runtime.Goexit called"}}
+			p := recover()
+			if !finished {
+				c.finish(Failure, errPanicked)
+			}
+			switch {
+			case p != nil:
+				r = Result[T]{Err: &PanicError{Value: p, Stack: debug.Stack()}}
+			case !finished: // fn called runtime.Goexit
+				r = Result[T]{Err: &PanicError{Value: "runtime.Goexit called"}}
+			}
+			select {
+			case results <- r: // room: send even if ctx is done
+			default:
+				select {
+				case results <- r:
+				case <-ctx.Done():
+				}
 			}
 		}()
-		v, err := run(ctx, b, p, fn)
-		delivered = true
-		ch <- Result[T]{Value: v, Err: err}
+		r.Value, r.Err = fn(ctx)
+		finished = true
+		c.finish(b.classify(r.Err), r.Err)
 	}()
-	return ch
+	return nil
 }
 
 // Ticket is an admitted call of the two-step API, from [Breaker.Admit]:
 // the caller runs the work however it likes and reports how it went with
 // [Ticket.Report]. A Ticket is safe for concurrent use.
 type Ticket struct {
-	b     *Breaker
-	p     pass
-	start time.Time
-	done  atomic.Bool
+	call
+	done atomic.Bool
 }
 
 // Admit asks to run one call, for callers that cannot wrap their work in a
@@ -378,21 +384,10 @@ func (b *Breaker) Admit(ctx context.Context) (*Ticket, error) {
 	// Small enough to inline, so a ticket that does not outlive its
 	// caller stays on the caller's stack.
 	t := new(Ticket)
-	if err := b.admitTicket(ctx, t); err != nil {
+	if err := b.admit(ctx, &t.call); err != nil {
 		return nil, err
 	}
 	return t, nil
-}
-
-func (b *Breaker) admitTicket(ctx context.Context, t *Ticket) (err error) {
-	t.b = b
-	if err = ctx.Err(); err != nil {
-		return err
-	}
-	if t.p, err = b.admit(ctx); err == nil {
-		t.start = b.started()
-	}
-	return err
 }
 
 // Report records the call's outcome, classified by Config.Classify like
@@ -414,42 +409,64 @@ func (t *Ticket) ReportAs(o Outcome, err error) {
 	if t == nil || !t.done.CompareAndSwap(false, true) {
 		return
 	}
-	t.b.finish(t.p, o, err, t.start)
+	t.finish(o, err)
 }
 
-// admit decides from the snapshot when it can, and asks the breaker's
-// goroutine otherwise (half-open with a free slot, or an open period a
-// hand-driven clock has already run past).
-func (b *Breaker) admit(ctx context.Context) (pass, error) {
+// admit admits c, or returns why not: it decides from the snapshot when
+// it can, and asks the breaker's goroutine otherwise (half-open with a
+// free slot, or an open period a hand-driven clock has already run past).
+// A rejection is decided before ctx is looked at, since it is the commoner
+// case of the two and costs less than asking ctx.
+func (b *Breaker) admit(ctx context.Context, c *call) error {
 	s := b.snap.Load()
-	if s.state == Closed && !s.stop {
-		if s.idle.Load() != 0 { // written once per sweep, so the line stays shared
-			s.idle.Store(0)
+	if s.state != Closed || s.stop {
+		if s.state == Open && !s.stop && !b.mock {
+			s.rej.add()
+			return s.err
 		}
-		return pass{Permit{Gen: s.gen}, s}, nil
+		return b.admitSlow(ctx, s, c)
 	}
-	return b.admitSlow(ctx, s)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.idle.Load() != 0 { // written once per sweep, so the line stays shared
+		s.idle.Store(0)
+	}
+	c.Permit, c.b, c.snap = Permit{Gen: s.gen}, b, s
+	if b.slowAt > 0 {
+		c.start = b.now().Now()
+	}
+	return nil
 }
 
-func (b *Breaker) admitSlow(ctx context.Context, s *snapshot) (pass, error) {
+func (b *Breaker) admitSlow(ctx context.Context, s *snapshot, c *call) error {
 	switch {
 	case s.stop:
-		return pass{}, ErrClosed
-	case s.state == Open && (!b.mock || !b.due(s)), s.state == HalfOpen && s.full.Load():
+		return ErrClosed
+	case s.state == Open && !b.due(s), s.state == HalfOpen && s.full.Load():
 		s.rej.add()
-		return pass{}, s.err
+		return s.err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	r, err := b.ask(ctx, b.newMsg(mAdmit))
 	if err != nil {
-		return pass{}, err
+		return err
 	}
-	p := pass{Permit: r.permit}
-	if r.err == nil && ctx.Err() != nil {
+	if r.err != nil {
+		return r.err
+	}
+	c.Permit, c.b = r.permit, b
+	if ctx.Err() != nil {
 		// Granted to a caller that gave up meanwhile: hand the slot back.
-		b.finish(p, Ignored, ctx.Err(), time.Time{})
-		return pass{}, ctx.Err()
+		c.finish(Ignored, ctx.Err())
+		return ctx.Err()
 	}
-	return p, r.err
+	if b.slowAt > 0 {
+		c.start = b.now().Now()
+	}
+	return nil
 }
 
 // due reports whether an open snapshot is past its period by a hand-driven
@@ -468,25 +485,27 @@ var errPanicked = &PanicError{Value: "function panicked"}
 // to know when a success happened, so there it is queued as a message
 // instead. Everything else waits until applied, but for failures that
 // cannot open the circuit either (see Breaker.failure).
-func (b *Breaker) finish(p pass, o Outcome, err error, start time.Time) {
-	if b.quick && p.snap != nil && o == Success && (!b.rate || !p.snap.mayTrip.Load()) {
+func (c *call) finish(o Outcome, err error) {
+	b, s := c.b, c.snap
+	if b.quick && s != nil && o == Success && (!b.rate || !s.mayTrip.Load()) {
 		if b.lean {
-			p.snap.saw(&p.snap.runF, &p.snap.failures)
+			s.saw(&s.runF, &s.failures)
 		}
-		if p.snap.successes.Add(1) > 0 {
+		if s.successes.Add(1) > 0 {
 			return
 		}
 	}
-	b.report(p, o, err, start)
+	b.report(c, o, err)
 }
 
-func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
+func (b *Breaker) report(c *call, o Outcome, err error) {
+	p := c.Permit
 	var elapsed time.Duration
 	if b.slowAt > 0 {
-		elapsed = b.now().Since(start)
+		elapsed = b.now().Since(c.start)
 	}
 	if o == Failure && b.lean && p.Probe == 0 && retryAfter(err) == 0 {
-		s := p.snap
+		s := c.snap
 		if s == nil { // admitted by a message just as the circuit closed
 			s = b.snap.Load()
 		}
@@ -497,13 +516,13 @@ func (b *Breaker) report(p pass, o Outcome, err error, start time.Time) {
 	// A success can trip a rate policy (it may be the call that fills the
 	// window up to MinimumCalls, and old buckets leaving a time-based
 	// window can raise the rate), so then it waits too.
-	mayTrip := o == Success && b.cfg.ratePolicy() && (b.cfg.WindowDuration > 0 || p.snap == nil || p.snap.mayTrip.Load())
+	mayTrip := o == Success && b.cfg.ratePolicy() && (b.cfg.WindowDuration > 0 || c.snap == nil || c.snap.mayTrip.Load())
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
-	if quiet && p.snap != nil && b.cfg.WindowDuration == 0 && (o == Ignored || !b.quick) && p.snap.tally(o) {
+	if quiet && c.snap != nil && b.cfg.WindowDuration == 0 && (o == Ignored || !b.quick) && c.snap.tally(o) {
 		return
 	}
 	m := b.newMsg(mReport)
-	m.permit, m.outcome, m.err, m.elapsed = p.Permit, o, err, elapsed
+	m.permit, m.outcome, m.err, m.elapsed = p, o, err, elapsed
 	// A lean breaker's success that comes as a message waits all the same:
 	// the caller's next failures are tallied, and must not be folded
 	// before it (see Breaker.tallyLast).
@@ -912,8 +931,10 @@ func (s *stripes) add() {
 	var here byte
 	// The address of a local variable is a cheap, goroutine-stable hash:
 	// each goroutine keeps hitting the same stripe, so stripes stay in the
-	// cache of the core that runs it.
-	i := uintptr(unsafe.Pointer(&here)) >> 13 % uintptr(len(s))
+	// cache of the core that runs it. Goroutine stacks start at 2 KiB, so
+	// dropping 11 bits sends goroutines with neighbouring stacks to
+	// different stripes.
+	i := uintptr(unsafe.Pointer(&here)) >> 11 % uintptr(len(s))
 	s[i].n.Add(1)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -255,6 +256,83 @@ func TestAsyncRejectedAtOnce(t *testing.T) {
 	b.Trip()
 	r := <-Async(t.Context(), b, func(context.Context) (int, error) { return 1, nil })
 	require.ErrorIs(t, r.Err, ErrOpen)
+}
+
+func TestGoGathersOnOneChannel(t *testing.T) {
+	b := newTestBreaker(t, Config{})
+	results := make(chan Result[int], 3)
+	for i := range 3 {
+		require.NoError(t, Go(t.Context(), b, results, func(context.Context) (int, error) { return i, nil }))
+	}
+	var got []int
+	for range 3 {
+		r := <-results
+		require.NoError(t, r.Err)
+		got = append(got, r.Value)
+	}
+	assert.ElementsMatch(t, []int{0, 1, 2}, got)
+	assert.Equal(t, uint64(3), b.Counts().Successes)
+}
+
+func TestGoRejectedStartsNothing(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 1})
+	b.Trip()
+	results := make(chan Result[int], 1)
+	err := Go(t.Context(), b, results, func(context.Context) (int, error) { panic("ran") })
+	require.ErrorIs(t, err, ErrOpen)
+	assert.Empty(t, results)
+	assert.Equal(t, uint64(1), b.Counts().Rejected)
+}
+
+func TestGoPanicAndGoexitAreFailures(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 10})
+	results := make(chan Result[int], 2)
+	require.NoError(t, Go(t.Context(), b, results, func(context.Context) (int, error) { panic(errBoom) }))
+	require.NoError(t, Go(t.Context(), b, results, func(context.Context) (int, error) {
+		runtime.Goexit()
+		return 1, nil
+	}))
+	var values []any
+	for range 2 {
+		var pe *PanicError
+		require.ErrorAs(t, (<-results).Err, &pe)
+		values = append(values, pe.Value)
+	}
+	assert.ElementsMatch(t, []any{errBoom, "runtime.Goexit called"}, values)
+	assert.Equal(t, uint64(2), b.Counts().Failures)
+}
+
+func TestGoSendsWhenThereIsRoomEvenIfCtxIsDone(t *testing.T) {
+	b := newTestBreaker(t, Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	results := make(chan Result[int], 1)
+	require.NoError(t, Go(ctx, b, results, func(ctx context.Context) (int, error) {
+		cancel()
+		return 0, ctx.Err()
+	}))
+	assert.ErrorIs(t, (<-results).Err, context.Canceled)
+}
+
+func TestGoWaitsForRoomUntilCtxIsDone(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{})
+		ctx, cancel := context.WithCancel(t.Context())
+		results := make(chan Result[int]) // no room at all: every send waits for a reader
+		require.NoError(t, Go(ctx, b, results, func(context.Context) (int, error) { return 1, nil }))
+		synctest.Wait() // fn has returned; its goroutine waits to send
+		assert.Equal(t, 1, (<-results).Value)
+
+		require.NoError(t, Go(ctx, b, results, func(context.Context) (int, error) { return 2, nil }))
+		synctest.Wait()
+		cancel()
+		synctest.Wait() // the goroutine gave up and ended: the bubble would not end otherwise
+		select {
+		case r := <-results:
+			t.Fatalf("a dropped result arrived: %+v", r)
+		default:
+		}
+		assert.Equal(t, uint64(2), b.Counts().Successes, "a dropped result still counts")
+	})
 }
 
 func TestStaleResultsAreDropped(t *testing.T) {

@@ -537,6 +537,37 @@ func Example_async() {
 	// true
 }
 
+func Example_fanOut() {
+	mirrors := map[string]string{"mirror-a": "v1.4.2", "mirror-b": "v1.4.2", "mirror-c": ""}
+	results := make(chan engine.Result[string], len(mirrors)) // room for every call: none waits
+	ctx := context.Background()
+
+	started := 0
+	for name, version := range mirrors {
+		b, _ := engine.NewBreaker(name, engine.Config{})
+		defer b.Close()
+		err := engine.Go(ctx, b, results, func(ctx context.Context) (string, error) {
+			if version == "" {
+				return "", errors.New(name + " is down")
+			}
+			return name + " has " + version, nil
+		})
+		if err == nil { // a rejected call starts nothing and sends nothing
+			started++
+		}
+	}
+	var answers []string
+	for range started {
+		if r := <-results; r.Err == nil {
+			answers = append(answers, r.Value)
+		}
+	}
+	slices.Sort(answers)
+	fmt.Println(answers)
+	// Output:
+	// [mirror-a has v1.4.2 mirror-b has v1.4.2]
+}
+
 func Example_mockClock() {
 	mock := clock.NewMock() // starts at the Unix epoch; time moves only when told
 	b, _ := engine.NewBreaker("prices", engine.Config{

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -59,12 +60,18 @@ func TestStress(t *testing.T) {
 					b.Reset()
 				}
 				if ctx.Err() != nil {
-					canceledBefore.Add(1)
-					assert.ErrorIs(t, b.Do(ctx, func(context.Context) error { panic("ran") }), context.Canceled)
+					// A rejection is decided before ctx is looked at.
+					err := b.Do(ctx, func(context.Context) error { panic("ran") })
+					if errors.Is(err, ErrOpen) {
+						rejected.Add(1)
+					} else {
+						assert.ErrorIs(t, err, context.Canceled)
+						canceledBefore.Add(1)
+					}
 					cancel()
 					continue
 				}
-				p, err := b.admit(ctx)
+				tk, err := b.Admit(ctx)
 				if err != nil {
 					assert.ErrorIs(t, err, ErrOpen)
 					rejected.Add(1)
@@ -72,30 +79,33 @@ func TestStress(t *testing.T) {
 					continue
 				}
 				admitted.Add(1)
-				if p.Probe != 0 {
+				if tk.Probe != 0 {
 					n := probesNow.Add(1)
 					for m := probesMax.Load(); n > m && !probesMax.CompareAndSwap(m, n); m = probesMax.Load() {
 					}
 				}
 				roll := rng.IntN(100)
-				func() {
-					defer func() { _ = recover() }()
-					_, _ = run(ctx, b, p, func(ctx context.Context) (int, error) {
-						if p.Probe != 0 {
-							defer probesNow.Add(-1)
+				outcome := func() (err error) {
+					if tk.Probe != 0 {
+						defer probesNow.Add(-1) // before the report frees the slot
+					}
+					defer func() {
+						if recover() != nil {
+							err = errPanicked
 						}
-						switch {
-						case roll < 3:
-							panic("boom")
-						case roll < 8:
-							cancel()
-							return 0, ctx.Err()
-						case roll < 40:
-							return 0, errBoom
-						}
-						return roll, nil
-					})
+					}()
+					switch {
+					case roll < 3:
+						panic("boom")
+					case roll < 8:
+						cancel()
+						return ctx.Err()
+					case roll < 40:
+						return errBoom
+					}
+					return nil
 				}()
+				tk.Report(outcome)
 				cancel()
 			}
 		})
