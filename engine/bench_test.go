@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 func benchBreaker(b *testing.B, cfg Config) *Breaker {
@@ -68,6 +70,31 @@ func BenchmarkCallOpenParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkPoliciesParallel is a closed-state success, 8 goroutines per
+// core, under each kind of policy: what the policy costs on the path that
+// matters most.
+func BenchmarkPoliciesParallel(b *testing.B) {
+	for _, p := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"consecutive", Config{}},
+		{"count-window", Config{FailureRateThreshold: 0.5, WindowSize: 100}},
+		{"time-window", Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second}},
+		{"slow-calls", Config{SlowCallThreshold: time.Second}},
+	} {
+		b.Run(p.name, func(b *testing.B) {
+			br := benchBreaker(b, p.cfg)
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					_ = br.Call(succeed)
+				}
+			})
+		})
+	}
+}
+
 func BenchmarkCallTenPercentFailuresParallel(b *testing.B) {
 	br := benchBreaker(b, Config{FailureThreshold: 1 << 30})
 	var n atomic.Uint64
@@ -112,36 +139,56 @@ func BenchmarkCallOpen(b *testing.B) {
 	}
 }
 
-// BenchmarkFailureStorm has every call fail (the threshold is out of
-// reach, so the circuit stays closed) and every failure wait for the
-// breaker's goroutine: it measures the reports per second one breaker
-// absorbs, and what each caller waits, as senders multiply.
+// BenchmarkFailureStorm measures what one breaker absorbs when failures
+// pour in, and what each caller waits, as senders multiply, under two
+// policies that keep the circuit closed:
+//
+//   - consecutive: every call fails, the threshold is out of reach. The
+//     breaker is lean, so failures are tallied without a message.
+//   - rate: every other call fails, under a 90% failure-rate threshold
+//     over a count window. Every failure could trip the policy, so every
+//     one waits for the breaker's goroutine.
 func BenchmarkFailureStorm(b *testing.B) {
-	for _, g := range []int{2, 16, 64} {
-		b.Run(fmt.Sprintf("senders=%d", g), func(b *testing.B) {
-			br := benchBreaker(b, Config{FailureThreshold: 1 << 30})
-			var next atomic.Int32 // index of the next latency slice
-			all := make([][]time.Duration, g*runtime.GOMAXPROCS(0))
-			b.SetParallelism(max(1, g/runtime.GOMAXPROCS(0)))
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				mine := make([]time.Duration, 0, 1024)
-				for pb.Next() {
-					t0 := time.Now()
-					_ = br.Call(fail)
-					mine = append(mine, time.Since(t0))
+	policies := []struct {
+		name  string
+		cfg   Config
+		every int // one call in every fails
+	}{
+		{"consecutive", Config{FailureThreshold: 1 << 30}, 1},
+		{"rate", Config{FailureRateThreshold: 0.9, WindowSize: 10_000}, 2},
+	}
+	for _, p := range policies {
+		for _, g := range []int{2, 16, 64} {
+			b.Run(fmt.Sprintf("%s/senders=%d", p.name, g), func(b *testing.B) {
+				br := benchBreaker(b, p.cfg)
+				var next atomic.Int32 // index of the next latency slice
+				all := make([][]time.Duration, g*runtime.GOMAXPROCS(0))
+				b.SetParallelism(max(1, g/runtime.GOMAXPROCS(0)))
+				start := time.Now()
+				b.RunParallel(func(pb *testing.PB) {
+					mine := make([]time.Duration, 0, 1024)
+					for i := 0; pb.Next(); i++ {
+						work := succeed
+						if i%p.every == 0 {
+							work = fail
+						}
+						t0 := time.Now()
+						_ = br.Call(work)
+						mine = append(mine, time.Since(t0))
+					}
+					all[next.Add(1)-1] = mine
+				})
+				elapsed := time.Since(start)
+				require.Equal(b, Closed, br.State(), "the storm must not open the circuit")
+				flat := slices.Concat(all...)
+				slices.Sort(flat)
+				if len(flat) > 0 {
+					b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
+					b.ReportMetric(float64(flat[len(flat)/2].Nanoseconds()), "p50-ns")
+					b.ReportMetric(float64(flat[len(flat)*99/100].Nanoseconds()), "p99-ns")
 				}
-				all[next.Add(1)-1] = mine
 			})
-			elapsed := time.Since(start)
-			flat := slices.Concat(all...)
-			slices.Sort(flat)
-			if len(flat) > 0 {
-				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "reports/s")
-				b.ReportMetric(float64(flat[len(flat)/2].Nanoseconds()), "p50-ns")
-				b.ReportMetric(float64(flat[len(flat)*99/100].Nanoseconds()), "p99-ns")
-			}
-		})
+		}
 	}
 }
 

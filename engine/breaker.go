@@ -40,8 +40,10 @@ type Breaker struct {
 	quick  bool    // no slow-call policy, no time-based window: quiet outcomes always tally
 	custom bool    // made by Engine.NewBreaker with its own Config
 	rate   bool    // a rate policy is on: some successes must wait (see snapshot.mayTrip)
+	timed  bool    // a time-based window: tallies hold only within its bucket (see snapshot.bucketEnd)
 	lean   bool    // only the consecutive-failure policy: failures may tally too (see Breaker.failure)
 	slowAt time.Duration
+	width  int64 // of a time-based window's buckets, in nanoseconds
 
 	snap     atomic.Pointer[snapshot]
 	rejected *stripes // rejections decided from the snapshot; made on first trip
@@ -89,10 +91,16 @@ type snapshot struct {
 
 	folded, foldedF int64 // the tallies as last folded; the owner's alone
 
+	// bucketEnd is, for a closed circuit with a time-based window, when
+	// the window's current bucket ends, in Unix nanoseconds: outcomes are
+	// tallied here only until then, and folded into that bucket. (No lean
+	// breaker has a window, so this shares the lean group's line.)
+	bucketEnd int64
+
 	// 128 bytes in all, a size class the allocator aligns to 128, so the
 	// two groups above sit on two cache lines of their own: the tallies
 	// every success writes do not evict what a lean success reads.
-	_ [16]byte
+	_ [8]byte
 }
 
 const retired = math.MinInt64
@@ -207,8 +215,13 @@ func newBreaker(name string, cfg *Config) *Breaker {
 	_, b.mock = cfg.Clock.(*clock.Mock)
 	b.quick = cfg.SlowCallThreshold == 0 && cfg.WindowDuration == 0
 	b.rate = cfg.ratePolicy()
+	b.timed = cfg.WindowDuration > 0
+	if b.timed {
+		b.width = b.m.win.width
+	}
 	b.lean = b.quick && !b.rate && cfg.WindowSize == 0 && cfg.ShouldTrip == nil && cfg.FailureThreshold > 0
 	s := &snapshot{state: Closed, gen: b.m.gen}
+	s.bucketEnd = b.bucketEnd(b.now().Now())
 	if b.lean {
 		s.limit.Store(int64(cfg.FailureThreshold) - 1)
 	}
@@ -481,10 +494,10 @@ var errPanicked = &PanicError{Value: "function panicked"}
 
 // finish reports an outcome. A closed-state success or ignored call that
 // is not slow cannot change the state, so it does not wait: it is added to
-// the tally of the snapshot it was admitted under. Time-based windows need
-// to know when a success happened, so there it is queued as a message
-// instead. Everything else waits until applied, but for failures that
-// cannot open the circuit either (see Breaker.failure).
+// the tally of the snapshot it was admitted under (under a time-based
+// window, of the current snapshot, while its bucket lasts). Everything else
+// waits until applied, but for failures that cannot open the circuit either
+// (see Breaker.failure).
 func (c *call) finish(o Outcome, err error) {
 	b, s := c.b, c.snap
 	if b.quick && s != nil && o == Success && (!b.rate || !s.mayTrip.Load()) {
@@ -500,9 +513,13 @@ func (c *call) finish(o Outcome, err error) {
 
 func (b *Breaker) report(c *call, o Outcome, err error) {
 	p := c.Permit
+	var now time.Time
 	var elapsed time.Duration
+	if b.slowAt > 0 || b.timed {
+		now = b.now().Now()
+	}
 	if b.slowAt > 0 {
-		elapsed = b.now().Since(c.start)
+		elapsed = now.Sub(c.start)
 	}
 	if o == Failure && b.lean && p.Probe == 0 && retryAfter(err) == 0 {
 		s := c.snap
@@ -513,13 +530,32 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 			return
 		}
 	}
+	s := c.snap
+	if b.timed && s != nil {
+		// A tally on the snapshot of a time-based window counts in the
+		// bucket the snapshot was published in, so it is taken only within
+		// that bucket; the first outcome after it goes as a message, which
+		// moves the window on. A call admitted in an earlier bucket of the
+		// same closed period tallies on the current snapshot.
+		if cur := b.snap.Load(); cur.gen == s.gen {
+			s = cur
+		}
+		if t := now.UnixNano(); t < s.bucketEnd-b.width || t >= s.bucketEnd {
+			s = nil
+		}
+	}
 	// A success can trip a rate policy (it may be the call that fills the
 	// window up to MinimumCalls, and old buckets leaving a time-based
 	// window can raise the rate), so then it waits too.
-	mayTrip := o == Success && b.cfg.ratePolicy() && (b.cfg.WindowDuration > 0 || c.snap == nil || c.snap.mayTrip.Load())
+	mayTrip := o == Success && b.rate && (s == nil || s.mayTrip.Load())
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
-	if quiet && c.snap != nil && b.cfg.WindowDuration == 0 && (o == Ignored || !b.quick) && c.snap.tally(o) {
-		return
+	if quiet && s != nil && (o == Ignored || !b.quick) {
+		if s.tally(o) {
+			return
+		}
+		// The snapshot was replaced meanwhile. If only by a new bucket,
+		// the success counts there, and may be the one that trips.
+		quiet = !(b.timed && b.rate && o == Success)
 	}
 	m := b.newMsg(mReport)
 	m.permit, m.outcome, m.err, m.elapsed = p, o, err, elapsed
@@ -755,7 +791,7 @@ func (b *Breaker) handle(m *msg) {
 			b.m.Advance(now)
 		}
 	}
-	b.publish()
+	b.publish(now)
 	if m.wait {
 		actor.Reply(m.reply, r) // the sender owns m again from here
 		return
@@ -766,9 +802,9 @@ func (b *Breaker) handle(m *msg) {
 // publish refreshes the snapshot, hands new transitions out, and keeps the
 // timer armed for the machine's next deadline. It runs before the reply,
 // so whoever caused a change sees it as soon as its call returns.
-func (b *Breaker) publish() {
-	if s := b.snap.Load(); s.gen != b.m.Generation() {
-		ns := &snapshot{state: b.m.State(), gen: b.m.Generation()}
+func (b *Breaker) publish(now time.Time) {
+	if s := b.snap.Load(); s.gen != b.m.Generation() || s.bucketEnd != b.bucketEnd(now) {
+		ns := &snapshot{state: b.m.State(), gen: b.m.Generation(), bucketEnd: b.bucketEnd(now)}
 		if ns.state != Closed {
 			if b.rejected == nil {
 				b.rejected = new(stripes)
@@ -779,13 +815,13 @@ func (b *Breaker) publish() {
 			ns.limit.Store(b.failureRoom())
 		}
 		b.snap.Store(ns)
-		b.fold(b.now().Now(), s, retired)
+		b.fold(now, s, retired)
 	}
 	// Exact probe limits need the breaker's goroutine to hand out slots,
 	// but once they are all taken, callers can be turned away without it.
 	cur := b.snap.Load()
 	cur.full.Store(b.m.ProbesFull())
-	cur.mayTrip.Store(b.m.SuccessMayTrip())
+	cur.mayTrip.Store(b.m.SuccessMayTrip(now))
 	if b.lean {
 		cur.limit.Store(cur.foldedF + b.failureRoom())
 	}
@@ -815,7 +851,7 @@ func (b *Breaker) publish() {
 	b.wakeID++
 	id := b.wakeID
 	b.timerAt = at.UnixNano()
-	b.timer = b.now().AfterFunc(at.Sub(b.now().Now()), func() {
+	b.timer = b.now().AfterFunc(at.Sub(now), func() {
 		w := b.newMsg(mWake)
 		w.permit.Gen = id
 		b.send(w)
@@ -853,6 +889,16 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 	return true
 }
 
+// bucketEnd returns when the bucket of a time-based window that now falls
+// in ends, for a closed circuit; 0 otherwise, when nothing is bounded by
+// it.
+func (b *Breaker) bucketEnd(now time.Time) int64 {
+	if !b.timed || b.m.State() != Closed {
+		return 0
+	}
+	return (now.UnixNano()/b.width + 1) * b.width
+}
+
 // failureRoom is how many more consecutive failures the circuit can take
 // without opening; none unless it is closed.
 func (b *Breaker) failureRoom() int64 {
@@ -866,7 +912,7 @@ func (b *Breaker) failureRoom() int64 {
 func (b *Breaker) exit() {
 	now := b.now().Now()
 	b.fold(now, b.snap.Load(), 0)
-	b.publish() // what the last tallies changed still reaches subscribers
+	b.publish(now) // what the last tallies changed still reaches subscribers
 	if b.timer != nil {
 		b.timer.Stop()
 	}
@@ -886,6 +932,10 @@ func (b *Breaker) exit() {
 func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 	if b.rejected != nil {
 		b.m.Reject(b.rejected.take())
+	}
+	if s.bucketEnd != 0 {
+		// Tallied before the bucket ended: they count in it.
+		now = time.Unix(0, min(now.UnixNano(), s.bucketEnd-1))
 	}
 	p := Permit{Gen: s.gen}
 	if n := s.ignored.Swap(next); n > 0 {

@@ -335,6 +335,64 @@ func TestGoWaitsForRoomUntilCtxIsDone(t *testing.T) {
 	})
 }
 
+// timeWindow returns a breaker with a 10 s window of 1 s buckets, inside a
+// bubble, after 10 successes at 0.5 s (tallied: no success can trip an
+// empty window) and then failures at at; it leaves the bubble's clock
+// there.
+func timeWindow(t *testing.T, failures int, at time.Duration) *Breaker {
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 2})
+	time.Sleep(500 * time.Millisecond)
+	for range 10 {
+		require.NoError(t, b.Call(succeed))
+	}
+	time.Sleep(at - 500*time.Millisecond)
+	for range failures {
+		require.ErrorIs(t, b.Call(fail), errBoom)
+	}
+	require.Equal(t, Closed, b.State(), "%d failures in %d calls", failures, 10+failures)
+	return b
+}
+
+// Successes tallied on a time-window breaker's snapshot count in the
+// bucket they happened in, even when folded later: they leave the window
+// with it.
+func TestTimeWindowTalliesCountInTheirBucket(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := timeWindow(t, 2, 9500*time.Millisecond) // the tallies are folded in bucket 9
+		time.Sleep(time.Second)                      // bucket 0 has left the window
+		require.ErrorIs(t, b.Call(fail), errBoom)
+		assert.Equal(t, Open, b.State(), "3 failures in 3 calls: the successes left with their bucket")
+	})
+}
+
+// A success still trips a time-based window when old buckets leave it: the
+// first outcome of a new bucket waits for the breaker, which moves the
+// window on.
+func TestTimeWindowSuccessTripsWhenOldBucketsLeave(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := timeWindow(t, 6, 5500*time.Millisecond)
+		time.Sleep(5 * time.Second) // the successes' bucket has left
+		require.NoError(t, b.Call(succeed))
+		assert.Equal(t, Open, b.State(), "6 failures in 7 calls, seen as soon as the success returns")
+	})
+}
+
+// A message that moves a time-based window on (here a Counts, as a metrics
+// scrape sends) can leave it failing enough to trip at the next outcome,
+// even a success: then successes in that bucket wait too.
+func TestTimeWindowSuccessTripsAWindowMovedOnByAnotherMessage(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := timeWindow(t, 6, 5500*time.Millisecond)
+		time.Sleep(5 * time.Second)
+		c := b.Counts() // the successes' bucket has left: 6 failures in 6 calls, not yet checked
+		require.Equal(t, uint64(6), c.WindowFailures)
+		require.Equal(t, Closed, b.State())
+		time.Sleep(100 * time.Millisecond) // the same bucket
+		require.NoError(t, b.Call(succeed))
+		assert.Equal(t, Open, b.State(), "6 failures in 7 calls, seen as soon as the success returns")
+	})
+}
+
 func TestStaleResultsAreDropped(t *testing.T) {
 	b := newTestBreaker(t, Config{FailureThreshold: 1})
 	old, err := b.Admit(t.Context())

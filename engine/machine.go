@@ -94,18 +94,25 @@ func (m *Machine) ProbesFull() bool {
 	return m.state == HalfOpen && len(m.probes) >= m.cfg.HalfOpenProbes
 }
 
-// SuccessMayTrip reports whether, in the closed state, a success could
-// trip a rate policy: a count-based window still short of MinimumCalls
-// (the success may be the call that fills it), or any time-based window
-// (old buckets leaving can raise the rate).
-func (m *Machine) SuccessMayTrip() bool {
+// SuccessMayTrip reports whether, in the closed state, a success reported
+// at now, or later in now's bucket of a time-based window, could trip a
+// rate policy. Successes only lower the rates, so the success that could
+// is the first one after which the window counts: the one that fills it up
+// to MinimumCalls, or the next one if it is full enough already (a
+// time-based window can be: old buckets leaving raise its rate, and no
+// outcome has checked it since). Within a bucket nothing else moves the
+// window, so the answer holds until a failure or the bucket's end.
+func (m *Machine) SuccessMayTrip(now time.Time) bool {
 	if m.state != Closed || m.win == nil || !m.cfg.ratePolicy() {
 		return false
 	}
-	if m.win.buckets != nil {
-		return true
+	calls, fails, slow := m.win.totals(now)
+	n := max(calls+1, uint64(m.cfg.MinimumCalls))
+	if m.win.ring != nil {
+		n = min(n, uint64(len(m.win.ring))) // a full ring stays full
 	}
-	return m.win.calls < uint64(m.cfg.MinimumCalls)
+	return m.cfg.FailureRateThreshold > 0 && float64(fails)/float64(n) >= m.cfg.FailureRateThreshold ||
+		m.cfg.SlowCallThreshold > 0 && float64(slow)/float64(n) >= m.cfg.SlowCallRateThreshold
 }
 
 // OpenUntil is when the open circuit lets a probe through (zero unless

@@ -309,7 +309,11 @@ func (r *propRun) report(op propOp, pp *propPermit) {
 	m.Advance(r.now)
 	r.drain()
 	state, gen, before := m.State(), m.Generation(), m.Counts(r.now)
+	mayTrip := m.SuccessMayTrip(r.now)
 	ok := m.Report(r.now, pp.p, op.Outcome, r.errFor(op), op.Elapsed)
+	if ok && state == Closed && op.Outcome == Success && !mayTrip && (r.cfg.SlowCallThreshold == 0 || op.Elapsed < r.cfg.SlowCallThreshold) {
+		require.Equal(t, state, m.State(), "a success that SuccessMayTrip said could not trip did")
+	}
 	switch {
 	case pp.p.Gen != gen:
 		require.False(t, ok, "report of generation %d in generation %d", pp.p.Gen, gen)
@@ -358,7 +362,11 @@ func (r *propRun) step(op propOp) {
 		m.Advance(r.now)
 		r.drain()
 		state, gen, before := m.State(), m.Generation(), m.Counts(r.now)
+		mayTrip := m.SuccessMayTrip(r.now)
 		ok := m.ReportN(r.now, pp.p, op.Outcome, op.N)
+		if ok && state == Closed && op.Outcome == Success && !mayTrip {
+			require.Equal(t, state, m.State(), "successes that SuccessMayTrip said could not trip did")
+		}
 		require.Equal(t, pp.p.Gen == gen && pp.p.Probe == 0 && state == Closed, ok)
 		if !ok {
 			r.unchanged(state, gen, before, op.N)

@@ -906,6 +906,18 @@ func TestMachineStaleReports(t *testing.T) {
 	}
 }
 
+// An outcome folded late, after its bucket's slot has moved on to a newer
+// bucket, is already out of the window: it must not wipe the newer bucket.
+func TestWindowOutcomeOlderThanItsSlot(t *testing.T) {
+	w := newWindow(&Config{WindowDuration: time.Second, WindowBuckets: 1})
+	t0 := time.Unix(1_700_000_000, 0)
+	w.add(t0.Add(time.Second), true, false)
+	w.addSuccesses(t0, 5)
+	calls, fails, _ := w.totals(t0.Add(time.Second))
+	assert.Equal(t, uint64(1), calls)
+	assert.Equal(t, uint64(1), fails)
+}
+
 // TestMachineTimeWindow drives a time-based window of 10 buckets of 1s.
 func TestMachineTimeWindow(t *testing.T) {
 	cfg := Config{FailureRateThreshold: 0.6, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 4}

@@ -17,6 +17,15 @@ import (
 // cancellations and panics, on real time, and checks the invariants that
 // must hold whatever the interleaving.
 func TestStress(t *testing.T) {
+	t.Run("consecutive", func(t *testing.T) { stress(t, Config{FailureThreshold: 4}) })
+	// Successes tallied per bucket, failures as messages, buckets ending
+	// while calls run.
+	t.Run("time window", func(t *testing.T) {
+		stress(t, Config{FailureRateThreshold: 0.3, WindowDuration: 2 * time.Millisecond, WindowBuckets: 4, MinimumCalls: 10})
+	})
+}
+
+func stress(t *testing.T, cfg Config) {
 	const (
 		workers = 48
 		calls   = 400
@@ -24,14 +33,12 @@ func TestStress(t *testing.T) {
 	)
 	type change struct{ from, to State }
 	var callbacks []change // only the runner goroutine appends; read after Close
-	b, err := NewBreaker("stress", Config{
-		FailureThreshold: 4,
-		RecoveryTimeout:  200 * time.Microsecond,
-		HalfOpenProbes:   probes,
-		SuccessThreshold: 2,
-		SubscriberBuffer: 1 << 16,
-		OnStateChange:    func(_ string, from, to State) { callbacks = append(callbacks, change{from, to}) },
-	})
+	cfg.RecoveryTimeout = 200 * time.Microsecond
+	cfg.HalfOpenProbes = probes
+	cfg.SuccessThreshold = 2
+	cfg.SubscriberBuffer = 1 << 16
+	cfg.OnStateChange = func(_ string, from, to State) { callbacks = append(callbacks, change{from, to}) }
+	b, err := NewBreaker("stress", cfg)
 	require.NoError(t, err)
 	sub := b.Subscribe(t.Context())
 

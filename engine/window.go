@@ -12,7 +12,8 @@ type window struct {
 	calls, fails, slw uint64
 	// time-based
 	buckets []bucket
-	width   int64 // nanoseconds per bucket
+	width   int64  // nanoseconds per bucket
+	gone    bucket // where outcomes already out of the window go
 }
 
 type bucket struct {
@@ -47,12 +48,18 @@ func b2u(b bool) uint64 {
 }
 
 // bucket returns now's bucket of a time-based window, emptied if it last
-// held an older period.
+// held an older period. If it holds a newer one, now has already left the
+// window (a bucket's slot is reused only a whole window later): then the
+// outcome counts in no bucket, and bucket returns a throwaway.
 func (w *window) bucket(now time.Time) *bucket {
 	idx := now.UnixNano() / w.width
 	b := &w.buckets[int(uint64(idx)%uint64(len(w.buckets)))]
-	if b.idx != idx {
+	switch {
+	case b.idx < idx:
 		*b = bucket{idx: idx}
+	case b.idx > idx:
+		w.gone = bucket{idx: idx}
+		return &w.gone
 	}
 	return b
 }
