@@ -108,10 +108,10 @@ const retired = math.MinInt64
 // call is an admitted call on its way: everything reporting its outcome
 // needs. It lives on the caller's stack, and only its address travels.
 type call struct {
-	Permit
-	b     *Breaker
-	snap  *snapshot // the snapshot it was admitted under; nil if a message admitted it
-	start time.Time // when it started, if a slow-call policy times it
+	permit Permit
+	b      *Breaker
+	snap   *snapshot // the snapshot it was admitted under; nil if a message admitted it
+	start  time.Time // when it started, if a slow-call policy times it
 }
 
 type msgKind uint8
@@ -220,12 +220,7 @@ func newBreaker(name string, cfg *Config) *Breaker {
 		b.width = b.m.win.width
 	}
 	b.lean = b.quick && !b.rate && cfg.WindowSize == 0 && cfg.ShouldTrip == nil && cfg.FailureThreshold > 0
-	s := &snapshot{state: Closed, gen: b.m.gen}
-	s.bucketEnd = b.bucketEnd(b.now().Now())
-	if b.lean {
-		s.limit.Store(int64(cfg.FailureThreshold) - 1)
-	}
-	b.snap.Store(s)
+	b.snap.Store(b.newSnapshot(b.now().Now()))
 	b.act.Init(mailbox, (*breakerActor)(b))
 	return b
 }
@@ -258,7 +253,8 @@ var background = context.Background()
 // outcome. It returns fn's error unchanged, an error matching [ErrOpen]
 // (an [*OpenError]) if the call was rejected, [ErrClosed] after Close, or
 // ctx.Err() if ctx was done before fn could start (fn is then not run).
-// An open circuit rejects a call without looking at ctx. fn's error is classified by Config.Classify. If fn panics, the outcome
+// A call the breaker refuses anyway (open, every probe slot taken, or
+// closed by Close) is refused without looking at ctx. fn's error is classified by Config.Classify. If fn panics, the outcome
 // is recorded as a failure and the panic continues.
 //
 // Most callers should use Do.
@@ -275,8 +271,9 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error 
 		}
 	}()
 	err := fn(ctx)
+	o := b.classify(err) // a Classify that panics is a failure too
 	finished = true
-	c.finish(b.classify(err), err)
+	c.finish(o, err)
 	return err
 }
 
@@ -293,8 +290,9 @@ func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 		}
 	}()
 	v, err = fn(ctx)
+	o := b.classify(err) // a Classify that panics is a failure too
 	finished = true
-	c.finish(b.classify(err), err)
+	c.finish(o, err)
 	return v, err
 }
 
@@ -373,8 +371,9 @@ func Go[T any](ctx context.Context, b *Breaker, results chan<- Result[T], fn fun
 			}
 		}()
 		r.Value, r.Err = fn(ctx)
+		o := b.classify(r.Err) // a Classify that panics is a failure too
 		finished = true
-		c.finish(b.classify(r.Err), r.Err)
+		c.finish(o, r.Err)
 	}()
 	return nil
 }
@@ -445,7 +444,7 @@ func (b *Breaker) admit(ctx context.Context, c *call) error {
 	if s.idle.Load() != 0 { // written once per sweep, so the line stays shared
 		s.idle.Store(0)
 	}
-	c.Permit, c.b, c.snap = Permit{Gen: s.gen}, b, s
+	c.permit, c.b, c.snap = Permit{Gen: s.gen}, b, s
 	if b.slowAt > 0 {
 		c.start = b.now().Now()
 	}
@@ -470,7 +469,7 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot, c *call) error {
 	if r.err != nil {
 		return r.err
 	}
-	c.Permit, c.b = r.permit, b
+	c.permit, c.b = r.permit, b
 	if ctx.Err() != nil {
 		// Granted to a caller that gave up meanwhile: hand the slot back.
 		c.finish(Ignored, ctx.Err())
@@ -512,7 +511,7 @@ func (c *call) finish(o Outcome, err error) {
 }
 
 func (b *Breaker) report(c *call, o Outcome, err error) {
-	p := c.Permit
+	p := c.permit
 	var now time.Time
 	var elapsed time.Duration
 	if b.slowAt > 0 || b.timed {
@@ -804,16 +803,8 @@ func (b *Breaker) handle(m *msg) {
 // so whoever caused a change sees it as soon as its call returns.
 func (b *Breaker) publish(now time.Time) {
 	if s := b.snap.Load(); s.gen != b.m.Generation() || s.bucketEnd != b.bucketEnd(now) {
-		ns := &snapshot{state: b.m.State(), gen: b.m.Generation(), bucketEnd: b.bucketEnd(now)}
-		if ns.state != Closed {
-			if b.rejected == nil {
-				b.rejected = new(stripes)
-			}
-			ns.err, ns.rej = b.m.OpenError(), b.rejected
-		}
-		if b.lean {
-			ns.limit.Store(b.failureRoom())
-		}
+		ns := b.newSnapshot(now)
+		ns.idle.Store(s.idle.Load()) // a new bucket is no call
 		b.snap.Store(ns)
 		b.fold(now, s, retired)
 	}
@@ -887,6 +878,26 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 		s.foldedF++
 	}
 	return true
+}
+
+// newSnapshot returns a snapshot of the machine as of now, complete before
+// anyone can see it: a caller must never find a flag at its zero value
+// that the owner was about to set (mayTrip above all, which callers may
+// only see fall within a snapshot; see Machine.SuccessMayTrip).
+func (b *Breaker) newSnapshot(now time.Time) *snapshot {
+	s := &snapshot{state: b.m.State(), gen: b.m.Generation(), bucketEnd: b.bucketEnd(now)}
+	if s.state != Closed {
+		if b.rejected == nil {
+			b.rejected = new(stripes)
+		}
+		s.err, s.rej = b.m.OpenError(), b.rejected
+	}
+	s.full.Store(b.m.ProbesFull())
+	s.mayTrip.Store(b.m.SuccessMayTrip(now))
+	if b.lean {
+		s.limit.Store(b.failureRoom())
+	}
+	return s
 }
 
 // bucketEnd returns when the bucket of a time-based window that now falls

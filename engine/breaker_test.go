@@ -393,6 +393,52 @@ func TestTimeWindowSuccessTripsAWindowMovedOnByAnotherMessage(t *testing.T) {
 	})
 }
 
+// A caller checks mayTrip and then tallies, and other outcomes can land in
+// between; so the flag may only fall within a snapshot. Short of
+// MinimumCalls it is up, even when the rate is low, since the failure that
+// lands in between can raise it.
+func TestMayTripOnlyFallsWithinASnapshot(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.5, WindowSize: 10, MinimumCalls: 10})
+	for range 4 {
+		require.ErrorIs(t, b.Call(fail), errBoom)
+	}
+	for range 4 {
+		require.NoError(t, b.Call(succeed))
+	}
+	s := b.snap.Load()
+	require.True(t, s.mayTrip.Load(), "4 of 8 failed, short of MinimumCalls: a success may fill the window")
+	require.ErrorIs(t, b.Call(fail), errBoom) // lands between a check and its tally: 5 of 9
+	require.Same(t, s, b.snap.Load())
+	require.NoError(t, b.Call(succeed)) // 5 of 10: waits, and trips
+	assert.Equal(t, Open, b.State())
+}
+
+// A new bucket's snapshot is complete before anyone can load it: its
+// mayTrip is never seen at the zero value the owner is about to replace.
+func TestNewBucketSnapshotIsCompleteWhenSeen(t *testing.T) {
+	for i := range 50 {
+		bubble(t, func(t *testing.T) {
+			b := timeWindow(t, 6, 5500*time.Millisecond)
+			time.Sleep(5 * time.Second) // the successes' bucket has left: 6 of 6 failed
+			end := (time.Now().UnixNano()/b.width + 1) * b.width
+			var stop, seen atomic.Bool
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for !stop.Load() {
+					if s := b.snap.Load(); s.bucketEnd == end && !s.mayTrip.Load() {
+						seen.Store(true)
+					}
+				}
+			}()
+			_ = b.Counts() // publishes the new bucket's snapshot
+			stop.Store(true)
+			<-done
+			require.False(t, seen.Load(), "iteration %d: a success that trips could have been tallied", i)
+		})
+	}
+}
+
 func TestStaleResultsAreDropped(t *testing.T) {
 	b := newTestBreaker(t, Config{FailureThreshold: 1})
 	old, err := b.Admit(t.Context())

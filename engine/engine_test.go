@@ -224,3 +224,20 @@ func TestEngineBadIdleTimeout(t *testing.T) {
 	_, err := New(Config{}, WithIdleTimeout(-time.Second))
 	require.EqualError(t, err, "engine: IdleTimeout must be >= 0, got -1s")
 }
+
+// A metrics scrape is no call: a time-window breaker that only gets Counts
+// (each in a new bucket, so each makes a new snapshot) is still idle.
+func TestCountsDoNotKeepAnIdleBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newTestEngine(t, Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second}, WithIdleTimeout(time.Minute))
+		require.NoError(t, e.Breaker("x").Call(succeed))
+		time.Sleep(5 * time.Second)
+		for range 18 { // a scrape every 10 s for 3 minutes, no call
+			time.Sleep(10 * time.Second)
+			e.Range(func(b *Breaker) bool { _ = b.Counts(); return true })
+		}
+		synctest.Wait()
+		_, ok := e.Lookup("x")
+		assert.False(t, ok, "no call for 3 minutes: forgotten")
+	})
+}

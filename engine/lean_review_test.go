@@ -410,7 +410,7 @@ func admitAsItCloses(t *testing.T, b *Breaker, clk *holdClock) *Ticket {
 		tk, err := b.Admit(context.Background()) // sees half-open, asks, queued behind the Reset
 		h.free()
 		<-reset
-		if err == nil && tk.snap == nil && tk.Probe == 0 {
+		if err == nil && tk.snap == nil && tk.permit.Probe == 0 {
 			require.Equal(t, Closed, b.State())
 			return tk
 		}

@@ -96,18 +96,25 @@ func (m *Machine) ProbesFull() bool {
 
 // SuccessMayTrip reports whether, in the closed state, a success reported
 // at now, or later in now's bucket of a time-based window, could trip a
-// rate policy. Successes only lower the rates, so the success that could
-// is the first one after which the window counts: the one that fills it up
-// to MinimumCalls, or the next one if it is full enough already (a
-// time-based window can be: old buckets leaving raise its rate, and no
-// outcome has checked it since). Within a bucket nothing else moves the
-// window, so the answer holds until a failure or the bucket's end.
+// rate policy: while the window is short of MinimumCalls (the success may
+// be the call that fills it), or if it is over a threshold already, with
+// the success added (a time-based window can be: old buckets leaving raise
+// its rate, and no outcome has checked it since).
+//
+// Once false it stays false until a new bucket or a transition, whatever
+// outcomes come meanwhile: at MinimumCalls or more, a failure or slow call
+// that did not trip left the window under its thresholds, and with one
+// more success it stays under. So a caller that found it false may tally a
+// success without waiting, even if other outcomes land before its tally.
 func (m *Machine) SuccessMayTrip(now time.Time) bool {
 	if m.state != Closed || m.win == nil || !m.cfg.ratePolicy() {
 		return false
 	}
 	calls, fails, slow := m.win.totals(now)
-	n := max(calls+1, uint64(m.cfg.MinimumCalls))
+	if calls < uint64(m.cfg.MinimumCalls) {
+		return true
+	}
+	n := calls + 1
 	if m.win.ring != nil {
 		n = min(n, uint64(len(m.win.ring))) // a full ring stays full
 	}

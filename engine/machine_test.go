@@ -918,6 +918,28 @@ func TestWindowOutcomeOlderThanItsSlot(t *testing.T) {
 	assert.Equal(t, uint64(1), fails)
 }
 
+// A wall clock stepped back by more than the window (an NTP step, a VM
+// restored) finds every slot holding a newer bucket; outcomes reported
+// then still count, so the rate policy keeps working.
+func TestMachineTimeWindowAfterTheClockStepsBack(t *testing.T) {
+	m, err := NewMachine("m", Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, MinimumCalls: 5})
+	require.NoError(t, err)
+	t0 := time.Unix(1_700_000_000, 0)
+	for i := range 10 {
+		now := t0.Add(time.Duration(i) * time.Second)
+		p, err := m.Admit(now)
+		require.NoError(t, err)
+		m.Report(now, p, Success, nil, 0)
+	}
+	back := t0.Add(-time.Minute)
+	for range 5 {
+		p, err := m.Admit(back)
+		require.NoError(t, err)
+		m.Report(back, p, Failure, errMachineDown, 0)
+	}
+	assert.Equal(t, Open, m.State(), "5 failures in 5 calls after the clock stepped back")
+}
+
 // TestMachineTimeWindow drives a time-based window of 10 buckets of 1s.
 func TestMachineTimeWindow(t *testing.T) {
 	cfg := Config{FailureRateThreshold: 0.6, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 4}

@@ -86,14 +86,14 @@ func stress(t *testing.T, cfg Config) {
 					continue
 				}
 				admitted.Add(1)
-				if tk.Probe != 0 {
+				if tk.permit.Probe != 0 {
 					n := probesNow.Add(1)
 					for m := probesMax.Load(); n > m && !probesMax.CompareAndSwap(m, n); m = probesMax.Load() {
 					}
 				}
 				roll := rng.IntN(100)
 				outcome := func() (err error) {
-					if tk.Probe != 0 {
+					if tk.permit.Probe != 0 {
 						defer probesNow.Add(-1) // before the report frees the slot
 					}
 					defer func() {

@@ -12,8 +12,7 @@ type window struct {
 	calls, fails, slw uint64
 	// time-based
 	buckets []bucket
-	width   int64  // nanoseconds per bucket
-	gone    bucket // where outcomes already out of the window go
+	width   int64 // nanoseconds per bucket
 }
 
 type bucket struct {
@@ -47,19 +46,20 @@ func b2u(b bool) uint64 {
 	return 0
 }
 
-// bucket returns now's bucket of a time-based window, emptied if it last
-// held an older period. If it holds a newer one, now has already left the
-// window (a bucket's slot is reused only a whole window later): then the
-// outcome counts in no bucket, and bucket returns a throwaway.
-func (w *window) bucket(now time.Time) *bucket {
+// slot returns the slot of now's bucket in a time-based window, and the
+// bucket's index.
+func (w *window) slot(now time.Time) (*bucket, int64) {
 	idx := now.UnixNano() / w.width
-	b := &w.buckets[int(uint64(idx)%uint64(len(w.buckets)))]
-	switch {
-	case b.idx < idx:
+	return &w.buckets[int(uint64(idx)%uint64(len(w.buckets)))], idx
+}
+
+// bucket returns now's bucket of a time-based window, emptied if it last
+// held another period (an older one, or a newer one if the clock stepped
+// back).
+func (w *window) bucket(now time.Time) *bucket {
+	b, idx := w.slot(now)
+	if b.idx != idx {
 		*b = bucket{idx: idx}
-	case b.idx > idx:
-		w.gone = bucket{idx: idx}
-		return &w.gone
 	}
 	return b
 }
@@ -90,10 +90,15 @@ func (w *window) add(now time.Time, fail, slow bool) {
 	w.slw += b2u(slow)
 }
 
-// addSuccesses adds n calls that neither failed nor were slow.
+// addSuccesses adds n calls that neither failed nor were slow. They may
+// be a batch counted apart and folded late: if now's slot already holds a
+// newer bucket, now has left the window (a slot is reused only a whole
+// window later), and they count in no bucket.
 func (w *window) addSuccesses(now time.Time, n uint64) {
 	if w.buckets != nil {
-		w.bucket(now).calls += n
+		if b, idx := w.slot(now); b.idx <= idx {
+			w.bucket(now).calls += n
+		}
 		return
 	}
 	// More successes than the ring holds leave nothing else in it.
