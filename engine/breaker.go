@@ -273,7 +273,9 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error 
 	err := fn(ctx)
 	o := b.classify(err) // a Classify that panics is a failure too
 	finished = true
-	c.finish(o, err)
+	if !c.tallied(o) {
+		c.finish(o, err)
+	}
 	return err
 }
 
@@ -292,7 +294,9 @@ func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 	v, err = fn(ctx)
 	o := b.classify(err) // a Classify that panics is a failure too
 	finished = true
-	c.finish(o, err)
+	if !c.tallied(o) {
+		c.finish(o, err)
+	}
 	return v, err
 }
 
@@ -373,7 +377,9 @@ func Go[T any](ctx context.Context, b *Breaker, results chan<- Result[T], fn fun
 		r.Value, r.Err = fn(ctx)
 		o := b.classify(r.Err) // a Classify that panics is a failure too
 		finished = true
-		c.finish(o, r.Err)
+		if !c.tallied(o) {
+			c.finish(o, r.Err)
+		}
 	}()
 	return nil
 }
@@ -421,7 +427,9 @@ func (t *Ticket) ReportAs(o Outcome, err error) {
 	if t == nil || !t.done.CompareAndSwap(false, true) {
 		return
 	}
-	t.finish(o, err)
+	if !t.tallied(o) {
+		t.finish(o, err)
+	}
 }
 
 // admit admits c, or returns why not: it decides from the snapshot when
@@ -499,7 +507,7 @@ var errPanicked = &PanicError{Value: "function panicked"}
 // (see Breaker.failure).
 func (c *call) finish(o Outcome, err error) {
 	b, s := c.b, c.snap
-	if b.quick && s != nil && o == Success && (!b.rate || !s.mayTrip.Load()) {
+	if b.quick && s != nil && o == Success && !s.mayTrip.Load() {
 		if b.lean {
 			s.saw(&s.runF, &s.failures)
 		}
@@ -508,6 +516,16 @@ func (c *call) finish(o Outcome, err error) {
 		}
 	}
 	b.report(c, o, err)
+}
+
+// tallied is finish for the commonest outcome, small enough to inline
+// where a call ends: a closed-state success with no failure since the
+// last success (see snapshot.saw), tallied. It reports whether that is what
+// o was; if not, finish it. (A retired tally takes the second add finish
+// gives it as harmlessly as the first.)
+func (c *call) tallied(o Outcome) bool {
+	s := c.snap
+	return o == Success && s != nil && c.b.quick && !s.mayTrip.Load() && s.failures.Load() <= s.runF.Load() && s.successes.Add(1) > 0
 }
 
 func (b *Breaker) report(c *call, o Outcome, err error) {
