@@ -152,7 +152,7 @@ func BenchmarkFailureStorm(b *testing.B) {
 	policies := []struct {
 		name  string
 		cfg   Config
-		every int // one call in every fails
+		every int // one call in every fails, the last of each run of every
 	}{
 		{"consecutive", Config{FailureThreshold: 1 << 30}, 1},
 		{"rate", Config{FailureRateThreshold: 0.9, WindowSize: 10_000}, 2},
@@ -169,7 +169,7 @@ func BenchmarkFailureStorm(b *testing.B) {
 					mine := make([]time.Duration, 0, 1024)
 					for i := 0; pb.Next(); i++ {
 						work := succeed
-						if i%p.every == 0 {
+						if i%p.every == p.every-1 { // the first call succeeds: no burst of failures up front
 							work = fail
 						}
 						t0 := time.Now()

@@ -40,10 +40,9 @@ type Breaker struct {
 	quick  bool    // no slow-call policy, no time-based window: quiet outcomes always tally
 	custom bool    // made by Engine.NewBreaker with its own Config
 	rate   bool    // a rate policy is on: some successes must wait (see snapshot.mayTrip)
-	timed  bool    // a time-based window: tallies hold only within its bucket (see snapshot.bucketEnd)
+	timed  bool    // a time-based window: tallies hold only within its bucket (see snapshot.bucketStart)
 	lean   bool    // only the consecutive-failure policy: failures may tally too (see Breaker.failure)
 	slowAt time.Duration
-	width  int64 // of a time-based window's buckets, in nanoseconds
 
 	snap     atomic.Pointer[snapshot]
 	rejected *stripes // rejections decided from the snapshot; made on first trip
@@ -52,12 +51,27 @@ type Breaker struct {
 	engine   *Engine                   // the Engine hosting it, if any
 
 	// Owned by the breaker's goroutine.
-	m       Machine
+	m Machine
+	x *extras // made on first use
+}
+
+// extras is what a breaker needs once it has been tripped, watched or
+// given a callback, and most never are: kept apart, it keeps an idle
+// breaker under a kilobyte. Owned by the breaker's goroutine.
+type extras struct {
 	hub     *actor.Hub[Transition] // made on the first Subscribe
 	runner  *actor.Runner[Transition]
 	timer   *clock.Timer
 	timerAt int64 // the armed timer's deadline, in Unix nanoseconds; 0 if none
 	wakeID  uint64
+}
+
+// extras returns b's extras, made on first use.
+func (b *Breaker) extras() *extras {
+	if b.x == nil {
+		b.x = new(extras)
+	}
+	return b.x
 }
 
 // snapshot is what the fast paths read. The breaker's goroutine replaces
@@ -91,16 +105,16 @@ type snapshot struct {
 
 	folded, foldedF int64 // the tallies as last folded; the owner's alone
 
-	// bucketEnd is, for a closed circuit with a time-based window, when
-	// the window's current bucket ends, in Unix nanoseconds: outcomes are
-	// tallied here only until then, and folded into that bucket. (No lean
-	// breaker has a window, so this shares the lean group's line.)
-	bucketEnd int64
+	// bucketStart and bucketEnd bound, for a closed circuit with a
+	// time-based window, the window's bucket current when the snapshot was
+	// published, in Unix nanoseconds: outcomes are tallied here only within
+	// it, and folded into it. (No lean breaker has a window, so these share
+	// the lean group's line.)
+	bucketStart, bucketEnd int64
 
 	// 128 bytes in all, a size class the allocator aligns to 128, so the
 	// two groups above sit on two cache lines of their own: the tallies
 	// every success writes do not evict what a lean success reads.
-	_ [8]byte
 }
 
 const retired = math.MinInt64
@@ -216,9 +230,6 @@ func newBreaker(name string, cfg *Config) *Breaker {
 	b.quick = cfg.SlowCallThreshold == 0 && cfg.WindowDuration == 0
 	b.rate = cfg.ratePolicy()
 	b.timed = cfg.WindowDuration > 0
-	if b.timed {
-		b.width = b.m.win.width
-	}
 	b.lean = b.quick && !b.rate && cfg.WindowSize == 0 && cfg.ShouldTrip == nil && cfg.FailureThreshold > 0
 	b.snap.Store(b.newSnapshot(b.now().Now()))
 	b.act.Init(mailbox, (*breakerActor)(b))
@@ -557,7 +568,7 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 		if cur := b.snap.Load(); cur.gen == s.gen {
 			s = cur
 		}
-		if t := now.UnixNano(); t < s.bucketEnd-b.width || t >= s.bucketEnd {
+		if t := now.UnixNano(); t < s.bucketStart || t >= s.bucketEnd {
 			s = nil
 		}
 	}
@@ -743,8 +754,8 @@ func (b *Breaker) Subscribe(ctx context.Context) <-chan Transition {
 func (b *Breaker) Close() error {
 	b.flush()
 	b.act.Stop()
-	if b.runner != nil {
-		b.runner.Close()
+	if b.x != nil && b.x.runner != nil {
+		b.x.runner.Close()
 	}
 	return nil
 }
@@ -792,19 +803,20 @@ func (b *Breaker) handle(m *msg) {
 	case mForceOpen:
 		b.m.ForceOpen(now, time.Unix(0, int64(m.elapsed)), m.err.Error())
 	case mSubscribe:
-		if b.hub == nil {
-			b.hub = actor.NewHub(func(t Transition, missed uint64) Transition { t.Missed = missed; return t })
+		x := b.extras()
+		if x.hub == nil {
+			x.hub = actor.NewHub(func(t Transition, missed uint64) Transition { t.Missed = missed; return t })
 		}
-		r.sub = b.hub.Subscribe(m.ctx, b.cfg.SubscriberBuffer, func(id uint64) {
+		r.sub = x.hub.Subscribe(m.ctx, b.cfg.SubscriberBuffer, func(id uint64) {
 			u := b.newMsg(mUnsubscribe)
 			u.permit.Gen = id
 			b.send(u)
 		})
 	case mUnsubscribe:
-		b.hub.Unsubscribe(m.permit.Gen)
+		b.x.hub.Unsubscribe(m.permit.Gen)
 	case mWake:
-		if m.permit.Gen == b.wakeID { // not a timer that was replaced
-			b.timerAt = 0
+		if b.x != nil && m.permit.Gen == b.x.wakeID { // not a timer that was replaced
+			b.x.timerAt = 0
 			b.m.Advance(now)
 		}
 	}
@@ -820,7 +832,8 @@ func (b *Breaker) handle(m *msg) {
 // timer armed for the machine's next deadline. It runs before the reply,
 // so whoever caused a change sees it as soon as its call returns.
 func (b *Breaker) publish(now time.Time) {
-	if s := b.snap.Load(); s.gen != b.m.Generation() || s.bucketEnd != b.bucketEnd(now) {
+	t := now.UnixNano()
+	if s := b.snap.Load(); s.gen != b.m.Generation() || s.bucketEnd != 0 && (t < s.bucketStart || t >= s.bucketEnd) {
 		ns := b.newSnapshot(now)
 		ns.idle.Store(s.idle.Load()) // a new bucket is no call
 		b.snap.Store(ns)
@@ -837,30 +850,32 @@ func (b *Breaker) publish(now time.Time) {
 	// Only now hand the transitions out: whoever sees one and calls the
 	// breaker must find the snapshot already showing it.
 	for _, t := range b.m.TakeTransitions() {
-		if b.hub != nil {
-			b.hub.Publish(t)
+		if b.x != nil && b.x.hub != nil {
+			b.x.hub.Publish(t)
 		}
 		if f := b.cfg.OnStateChange; f != nil {
-			if b.runner == nil { // made on the first transition: idle breakers hold no goroutine
-				b.runner = actor.NewRunner(func(t Transition) { f(t.Name, t.From, t.To) })
+			x := b.extras()
+			if x.runner == nil { // made on the first transition: idle breakers hold no goroutine
+				x.runner = actor.NewRunner(func(t Transition) { f(t.Name, t.From, t.To) })
 			}
-			b.runner.Post(t)
+			x.runner.Post(t)
 		}
 		if b.engine != nil {
 			b.engine.feed(t)
 		}
 	}
 	at, ok := b.m.Deadline()
-	if !ok || at.UnixNano() == b.timerAt {
+	if !ok || b.x != nil && at.UnixNano() == b.x.timerAt {
 		return
 	}
-	if b.timer != nil {
-		b.timer.Stop()
+	x := b.extras()
+	if x.timer != nil {
+		x.timer.Stop()
 	}
-	b.wakeID++
-	id := b.wakeID
-	b.timerAt = at.UnixNano()
-	b.timer = b.now().AfterFunc(at.Sub(now), func() {
+	x.wakeID++
+	id := x.wakeID
+	x.timerAt = at.UnixNano()
+	x.timer = b.now().AfterFunc(at.Sub(now), func() {
 		w := b.newMsg(mWake)
 		w.permit.Gen = id
 		b.send(w)
@@ -903,7 +918,12 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 // that the owner was about to set (mayTrip above all, which callers may
 // only see fall within a snapshot; see Machine.SuccessMayTrip).
 func (b *Breaker) newSnapshot(now time.Time) *snapshot {
-	s := &snapshot{state: b.m.State(), gen: b.m.Generation(), bucketEnd: b.bucketEnd(now)}
+	s := &snapshot{state: b.m.State(), gen: b.m.Generation()}
+	if b.timed && s.state == Closed {
+		w := b.m.win.width
+		s.bucketStart = now.UnixNano() / w * w
+		s.bucketEnd = s.bucketStart + w
+	}
 	if s.state != Closed {
 		if b.rejected == nil {
 			b.rejected = new(stripes)
@@ -916,16 +936,6 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 		s.limit.Store(b.failureRoom())
 	}
 	return s
-}
-
-// bucketEnd returns when the bucket of a time-based window that now falls
-// in ends, for a closed circuit; 0 otherwise, when nothing is bounded by
-// it.
-func (b *Breaker) bucketEnd(now time.Time) int64 {
-	if !b.timed || b.m.State() != Closed {
-		return 0
-	}
-	return (now.UnixNano()/b.width + 1) * b.width
 }
 
 // failureRoom is how many more consecutive failures the circuit can take
@@ -942,13 +952,13 @@ func (b *Breaker) exit() {
 	now := b.now().Now()
 	b.fold(now, b.snap.Load(), 0)
 	b.publish(now) // what the last tallies changed still reaches subscribers
-	if b.timer != nil {
-		b.timer.Stop()
+	if b.x != nil && b.x.timer != nil {
+		b.x.timer.Stop()
 	}
 	old := b.snap.Swap(&snapshot{state: b.m.State(), gen: b.m.Generation(), stop: true})
 	b.fold(now, old, retired)
-	if b.hub != nil {
-		b.hub.Close()
+	if b.x != nil && b.x.hub != nil {
+		b.x.hub.Close()
 	}
 	if b.engine != nil {
 		b.engine.forget(b)

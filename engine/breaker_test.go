@@ -419,8 +419,8 @@ func TestNewBucketSnapshotIsCompleteWhenSeen(t *testing.T) {
 	for i := range 50 {
 		bubble(t, func(t *testing.T) {
 			b := timeWindow(t, 6, 5500*time.Millisecond)
-			time.Sleep(5 * time.Second) // the successes' bucket has left: 6 of 6 failed
-			end := (time.Now().UnixNano()/b.width + 1) * b.width
+			time.Sleep(5 * time.Second)                                         // the successes' bucket has left: 6 of 6 failed
+			end := time.Now().Truncate(time.Second).Add(time.Second).UnixNano() // of the 1 s bucket
 			var stop, seen atomic.Bool
 			done := make(chan struct{})
 			go func() {

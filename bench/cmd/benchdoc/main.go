@@ -4,12 +4,14 @@
 //
 // Usage:
 //
-//	benchdoc -raw FILE -benchstat FILE [-machine TEXT] [-command TEXT] > docs/benchmarks.md
+//	benchdoc -raw FILE -benchstat FILE [-engine FILE] [-machine TEXT] [-command TEXT] > docs/benchmarks.md
 //
 // -raw is the output of go test -bench (any number of passes), -benchstat
-// is benchstat's output for the same file, and -machine and -command are
-// quoted in the document's header. The document goes to standard output;
-// an unreadable file exits with status 1.
+// is benchstat's output for the same file, -engine the output of the
+// engine package's own benchmarks (one breaker under a failure storm, many
+// breakers in one Engine, the cost of each policy), and -machine and
+// -command are quoted in the document's header. The document goes to
+// standard output; an unreadable file exits with status 1.
 //
 // It is run by bench/run.sh; the numbers in the document come only from
 // the run it is given.
@@ -35,13 +37,103 @@ func main() {
 	statPath := flag.String("benchstat", "", "benchstat output for the same run")
 	machine := flag.String("machine", "", "a line describing the machine")
 	command := flag.String("command", "", "the command that produced the run")
+	enginePath := flag.String("engine", "", "raw output of the engine package's benchmarks")
 	flag.Parse()
 	raw, err := os.Open(*rawPath)
 	check(err)
 	results, order, meta := parse(raw)
 	stat, err := os.ReadFile(*statPath)
 	check(err)
-	write(os.Stdout, results, order, meta, *machine, *command, string(stat))
+	var eng metrics
+	if *enginePath != "" {
+		f, err := os.Open(*enginePath)
+		check(err)
+		eng = parseMetrics(f)
+	}
+	write(os.Stdout, results, order, meta, *machine, *command, string(stat), eng)
+}
+
+// metrics holds every value a benchmark reported, by benchmark name
+// (without the -GOMAXPROCS suffix) and unit.
+type metrics map[string]map[string][]float64
+
+var metricLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+func parseMetrics(r io.Reader) metrics {
+	ms := metrics{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		m := metricLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		f := strings.Fields(m[2])
+		for i := 0; i+1 < len(f); i += 2 {
+			if ms[m[1]] == nil {
+				ms[m[1]] = map[string][]float64{}
+			}
+			ms[m[1]][f[i+1]] = append(ms[m[1]][f[i+1]], num(f[i]))
+		}
+	}
+	return ms
+}
+
+// get returns the median of a benchmark's unit, and whether there was one.
+func (ms metrics) get(name, unit string) (float64, bool) {
+	v := ms[name][unit]
+	return median(v), len(v) > 0
+}
+
+// writeEngine writes the sections of the engine package's benchmarks.
+func writeEngine(p func(string, ...any), ms metrics) {
+	if len(ms) == 0 {
+		return
+	}
+	p("## Many breakers in one Engine\n\n")
+	p("`BenchmarkEngineIdle` creates 100,000 breakers in one Engine and leaves them idle; `BenchmarkEngineLookup` looks names up among 100,000. Target: at most 1 KiB and no goroutine per idle breaker.\n\n")
+	p("| memory per idle breaker | goroutines per idle breaker | creation, per breaker | lookup | met |\n|---|---|---|---|---|\n")
+	mem, _ := ms.get("EngineIdle", "B/breaker")
+	g, _ := ms.get("EngineIdle", "goroutines/breaker")
+	mk, _ := ms.get("EngineIdle", "ns/op")
+	look, _ := ms.get("EngineLookup", "ns/op")
+	p("| %.0f B | %.2f | %.0f ns | %.0f ns | %s |\n\n", mem, g, mk, look, yes(mem <= 1024 && g == 0))
+
+	p("## One breaker under a failure storm\n\n")
+	p("`BenchmarkFailureStorm`: calls through one breaker from many goroutines, the circuit kept closed. Under *consecutive* every call fails and the breaker is lean, so failures are tallied; under *rate* every other call fails under a 90%% failure-rate threshold, so every failure waits for the breaker's goroutine. Latency is per call, as its caller sees it.\n\n")
+	p("| policy | senders | calls/s | p50 | p99 |\n|---|---:|---:|---:|---:|\n")
+	for _, pol := range []string{"consecutive", "rate"} {
+		for _, n := range []string{"2", "16", "64"} {
+			name := "FailureStorm/" + pol + "/senders=" + n
+			cps, ok := ms.get(name, "calls/s")
+			if !ok {
+				continue
+			}
+			p50, _ := ms.get(name, "p50-ns")
+			p99, _ := ms.get(name, "p99-ns")
+			p("| %s | %s | %.2fM | %s | %s |\n", pol, n, cps/1e6, dur(p50), dur(p99))
+		}
+	}
+	p("\n## What each policy costs\n\n")
+	p("`BenchmarkPoliciesParallel`: a closed-state success, 8 goroutines per core, under each kind of policy.\n\n")
+	p("| policy | ns/op |\n|---|---:|\n")
+	for _, pol := range []string{"consecutive", "count-window", "time-window", "slow-calls"} {
+		if v, ok := ms.get("PoliciesParallel/"+pol, "ns/op"); ok {
+			p("| %s | %.1f |\n", pol, v)
+		}
+	}
+	p("\n")
+}
+
+// dur prints nanoseconds as time.Duration does, to about three digits.
+func dur(ns float64) string {
+	d := time.Duration(ns)
+	switch {
+	case d >= time.Millisecond:
+		d = d.Round(10 * time.Microsecond)
+	case d >= time.Microsecond:
+		d = d.Round(10 * time.Nanosecond)
+	}
+	return d.String()
 }
 
 func check(err error) {
@@ -133,7 +225,7 @@ var targets = []target{
 	{"Failures10Pct8", "10% failures, parallel", func(w, r, e float64) bool { return w <= 0.30*r }, "≤ 0.30 × gobreaker"},
 }
 
-func write(w io.Writer, results map[string]map[string]*sample, order []string, meta map[string]string, machine, command, stat string) {
+func write(w io.Writer, results map[string]map[string]*sample, order []string, meta map[string]string, machine, command, stat string, eng metrics) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	p("# Benchmarks\n\n")
 	p("Generated by `bench/run.sh` on %s. Do not edit by hand: run the script again.\n\n", time.Now().UTC().Format("2006-01-02"))
@@ -209,6 +301,7 @@ func write(w io.Writer, results map[string]map[string]*sample, order []string, m
 		}
 		p("\n")
 	}
+	writeEngine(p, eng)
 	p("## benchstat\n\n```\n%s```\n", stat)
 }
 
