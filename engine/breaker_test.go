@@ -439,6 +439,18 @@ func TestNewBucketSnapshotIsCompleteWhenSeen(t *testing.T) {
 	}
 }
 
+// A Classify that panics leaves no call unreported: the call counts as a
+// failure, as if fn had panicked, and the panic carries on.
+func TestClassifyThatPanicsIsAFailure(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 2, Classify: func(error) Outcome { panic("classifier bug") }})
+	assert.PanicsWithValue(t, "classifier bug", func() { _ = b.Call(succeed) })
+	assert.PanicsWithValue(t, "classifier bug", func() {
+		_, _ = Execute(t.Context(), b, func(context.Context) (int, error) { return 1, nil })
+	})
+	assert.Equal(t, uint64(2), b.Counts().Failures)
+	assert.Equal(t, Open, b.State())
+}
+
 func TestStaleResultsAreDropped(t *testing.T) {
 	b := newTestBreaker(t, Config{FailureThreshold: 1})
 	old, err := b.Admit(t.Context())
