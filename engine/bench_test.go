@@ -169,7 +169,7 @@ func BenchmarkFailureStorm(b *testing.B) {
 					mine := make([]time.Duration, 0, 1024)
 					for i := 0; pb.Next(); i++ {
 						work := succeed
-						if i%p.every == p.every-1 { // the first call succeeds: no burst of failures up front
+						if i%p.every == p.every-1 { // fail last: with every > 1, no burst of failures up front
 							work = fail
 						}
 						t0 := time.Now()

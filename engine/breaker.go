@@ -350,11 +350,12 @@ func Async[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, 
 // allocation is that goroutine.
 //
 // If the call is not admitted, Go returns why, as [Breaker.Do] would, and
-// starts nothing. Otherwise it returns nil and exactly one Result is sent
-// to results once fn returns; a panic in fn is recorded as a failure and
-// sent as a [*PanicError]. The goroutine waits for room in results, so
-// give results room for every call in flight or keep reading it; if ctx
-// is done while it waits, the Result is dropped and the goroutine ends.
+// starts nothing. Otherwise it returns nil, and once fn returns its one
+// Result goes to results; a panic in fn is recorded as a failure and sent
+// as a [*PanicError]. The goroutine waits for room in results, so give
+// results room for every call in flight or keep reading it: if ctx is done
+// while it waits, the Result is dropped (the outcome still counts) and the
+// goroutine ends.
 func Go[T any](ctx context.Context, b *Breaker, results chan<- Result[T], fn func(context.Context) (T, error)) error {
 	var admitted call
 	if err := b.admit(ctx, &admitted); err != nil {

@@ -35,7 +35,8 @@
 // Most callers should use [Breaker.Do]; [Execute] is the same for functions
 // that return a value, [Breaker.Call] the same without a context. [Async]
 // runs the function on its own goroutine and delivers one [Result] on a
-// channel. [Breaker.Admit] and [Ticket.Report] split a call in two for
+// channel; [Go] does the same onto a channel of the caller's, to gather
+// many calls on one. [Breaker.Admit] and [Ticket.Report] split a call in two for
 // event-driven code. An [Engine] hosts many named breakers with shared
 // defaults and one transition stream.
 //
@@ -46,7 +47,7 @@
 //   - A cancelled caller (context.Canceled) is, with [DefaultClassify],
 //     neither a success nor a failure, and frees its probe slot. A panic
 //     counts as a failure, frees its slot, and keeps panicking ([Async]
-//     delivers it as a [*PanicError] instead).
+//     and [Go] deliver it as a [*PanicError] instead).
 //   - Outcomes of calls admitted before a state change are dropped as
 //     stale; a probe that never reports is reclaimed after its lease.
 //   - Config.OnStateChange sees every transition exactly once, in order;
