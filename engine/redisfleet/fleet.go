@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -357,12 +358,18 @@ func (f *Fleet) report(ctx context.Context) {
 	}
 }
 
-// resync reads every local breaker's fleet state in one pipeline.
+// resync reads every local breaker's fleet state in one pipeline, and
+// forgets the generations of breakers the engine has forgotten, so that
+// names that come and go (tenants, hosts) do not pile up.
 func (f *Fleet) resync(ctx context.Context) {
 	var names []string
 	f.e.Range(func(b *engine.Breaker) bool {
 		names = append(names, b.Name())
 		return true
+	})
+	maps.DeleteFunc(f.gens, func(name string, _ int64) bool {
+		_, ok := f.e.Lookup(name)
+		return !ok
 	})
 	if len(names) == 0 {
 		return

@@ -422,3 +422,26 @@ func TestFleetWideRateNeedsAQuorum(t *testing.T) {
 	assert.Equal(t, engine.Closed, a.db.State())
 	assert.Equal(t, engine.Closed, b.db.State(), "50% failures, all from one replica: no quorum")
 }
+
+// A fleet forgets the generations of breakers its engine has forgotten, so
+// that names that come and go (tenants, hosts) do not pile up.
+func TestResyncForgetsForgottenBreakers(t *testing.T) {
+	s := startRedis(t)
+	e, err := engine.New(engine.Config{})
+	require.NoError(t, err)
+	defer e.Close()
+	rdb := s.client()
+	defer rdb.Close()
+	o, err := Options{Replica: "r1"}.withDefaults()
+	require.NoError(t, err)
+	// Driven by hand, on this goroutine: no run loop to race with.
+	f := &Fleet{e: e, rdb: rdb, o: o, gens: map[string]int64{}, sent: map[*engine.Breaker]counts{}}
+	gone := e.Breaker("gone")
+	e.Breaker("kept")
+	f.remote("kept|3|open|60000|r2")
+	f.remote("gone|5|open|60000|r2")
+	require.Equal(t, map[string]int64{"kept": 3, "gone": 5}, f.gens)
+	require.NoError(t, gone.Close()) // the engine forgets it
+	f.resync(t.Context())
+	assert.Equal(t, map[string]int64{"kept": 3}, f.gens)
+}
