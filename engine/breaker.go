@@ -350,13 +350,16 @@ func Async[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, 
 // allocation is that goroutine.
 //
 // If the call is not admitted, Go returns why, as [Breaker.Do] would, and
-// starts nothing. Otherwise it returns nil, and once fn returns its one
+// starts nothing; so it does, with an error, if results is nil. Otherwise it returns nil, and once fn returns its one
 // Result goes to results; a panic in fn is recorded as a failure and sent
 // as a [*PanicError]. The goroutine waits for room in results, so give
 // results room for every call in flight or keep reading it: if ctx is done
 // while it waits, the Result is dropped (the outcome still counts) and the
 // goroutine ends.
 func Go[T any](ctx context.Context, b *Breaker, results chan<- Result[T], fn func(context.Context) (T, error)) error {
+	if results == nil {
+		return errNilResults // a send to it would never happen
+	}
 	var admitted call
 	if err := b.admit(ctx, &admitted); err != nil {
 		return err
@@ -395,6 +398,8 @@ func Go[T any](ctx context.Context, b *Breaker, results chan<- Result[T], fn fun
 	}()
 	return nil
 }
+
+var errNilResults = errors.New("engine: Go needs a results channel, got nil")
 
 // Ticket is an admitted call of the two-step API, from [Breaker.Admit]:
 // the caller runs the work however it likes and reports how it went with

@@ -284,6 +284,13 @@ func TestGoRejectedStartsNothing(t *testing.T) {
 	assert.Equal(t, uint64(1), b.Counts().Rejected)
 }
 
+func TestGoNeedsAResultsChannel(t *testing.T) {
+	b := newTestBreaker(t, Config{})
+	err := Go(t.Context(), b, nil, func(context.Context) (int, error) { panic("ran") })
+	require.EqualError(t, err, "engine: Go needs a results channel, got nil")
+	assert.Zero(t, b.Counts().Requests)
+}
+
 func TestGoPanicAndGoexitAreFailures(t *testing.T) {
 	b := newTestBreaker(t, Config{FailureThreshold: 10})
 	results := make(chan Result[int], 2)
