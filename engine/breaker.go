@@ -979,8 +979,9 @@ func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 		b.m.Reject(b.rejected.take())
 	}
 	if s.bucketEnd != 0 {
-		// Tallied before the bucket ended: they count in it.
-		now = time.Unix(0, min(now.UnixNano(), s.bucketEnd-1))
+		// Tallied within the bucket: they count in it, however late the
+		// fold, and even if the clock has stepped back since.
+		now = time.Unix(0, min(max(now.UnixNano(), s.bucketStart), s.bucketEnd-1))
 	}
 	p := Permit{Gen: s.gen}
 	if n := s.ignored.Swap(next); n > 0 {

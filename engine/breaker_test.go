@@ -384,6 +384,21 @@ func TestTimeWindowSuccessTripsWhenOldBucketsLeave(t *testing.T) {
 	})
 }
 
+// Tallies count in their snapshot's bucket even when the clock has stepped
+// back before they are folded: not in the bucket the clock reads then.
+func TestTimeWindowTalliesKeepTheirBucketWhenTheClockStepsBack(t *testing.T) {
+	mock := clock.NewMock()
+	mock.Set(time.Unix(1_700_000_100, 500_000_000))
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 1, Clock: mock})
+	for range 5 {
+		require.NoError(t, b.Call(succeed)) // tallied in the bucket of 100 s
+	}
+	mock.Set(time.Unix(1_700_000_045, 500_000_000)) // 55 s back
+	c := b.Counts()
+	assert.Equal(t, uint64(5), c.Successes)
+	assert.Zero(t, c.WindowCalls, "the successes did not happen in the window that ends at 45.5 s")
+}
+
 // A message that moves a time-based window on (here a Counts, as a metrics
 // scrape sends) can leave it failing enough to trip at the next outcome,
 // even a success: then successes in that bucket wait too.
