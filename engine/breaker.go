@@ -555,7 +555,11 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	if b.slowAt > 0 {
 		elapsed = now.Sub(c.start)
 	}
-	if o == Failure && b.lean && p.Probe == 0 && retryAfter(err) == 0 {
+	// A Retry-After hint that is not positive asks for no wait: the
+	// failure is a plain one, and tallies like one. (As a message while
+	// room is left, it would be re-tallied after failures that took that
+	// room meanwhile, past the limit; see Breaker.tallyLast.)
+	if o == Failure && b.lean && p.Probe == 0 && retryAfter(err) <= 0 {
 		s := c.snap
 		if s == nil { // admitted by a message just as the circuit closed
 			s = b.snap.Load()
@@ -890,7 +894,7 @@ func (b *Breaker) publish(now time.Time) {
 
 // tallyLast applies a lean breaker's closed-state success or failure that
 // came as a message (a failure that found no room under the limit, one
-// with a Retry-After, a call admitted by a message): after everything
+// with a positive Retry-After, a call admitted by a message): after everything
 // folded so far, so that the run it extends, and the trip it may cause,
 // are the run and the trip at that outcome. Its sender waits, so nothing
 // the same caller does later can be folded before it. Then, unless it opened the

@@ -361,8 +361,8 @@ func TestLeanReviewLastFailureSeesOpen(t *testing.T) {
 	}
 }
 
-// A failure whose Retry-After hint is not positive cannot use the tally
-// (2467726 reports it as a message), but it is still a failure: with
+// A failure whose Retry-After hint is not positive (2467726 reported it
+// as a message; it is now tallied) is still a failure: with
 // FailureThreshold 2, it and the next failure of the same goroutine open
 // the circuit.
 //
@@ -390,6 +390,24 @@ func TestLeanReviewPastRetryAfterKeepsTheRun(t *testing.T) {
 	require.ErrorIs(t, b.Call(fail), errBoom)
 	require.Error(t, b.Call(func() error { return pastRetry{} }))
 	assert.Equal(t, Open, b.State(), "F, F opens a threshold-2 circuit (counts %+v)", b.Counts())
+}
+
+// A failure whose Retry-After hint is not positive is a plain failure and
+// is tallied like one, without a message: as a message sent while room is
+// left, the breaker would fold, apply it, and only then put it back in the
+// tally, on top of failures that took the room meanwhile, past the limit;
+// the next fold would then open the circuit after all their callers had
+// seen it closed.
+func TestLeanReviewPastRetryAfterIsTallied(t *testing.T) {
+	b, clk := holdingBreaker(t, Config{FailureThreshold: 4})
+	h := clk.arm() // taken only if the breaker's goroutine handles a message
+	done := make(chan error, 1)
+	go func() { done <- b.Call(func() error { return pastRetry{} }) }()
+	_, held := within(h.held, 50*time.Millisecond)
+	h.free()
+	require.Error(t, <-done)
+	require.False(t, held, "the failure went as a message")
+	assert.Equal(t, uint64(1), b.Counts().ConsecutiveFailures)
 }
 
 // admitAsItCloses returns a ticket that the breaker's goroutine admitted
