@@ -902,10 +902,23 @@ func (b *Breaker) publish(now time.Time) {
 // after everything tallied so far: the next fold rebuilds the run from
 // the tallies, and must find it there. It reports whether m was such a
 // report.
+//
+// A failure that finds room under the limit now (a publish since its
+// sender looked made some) takes it like a tallied failure, and cannot
+// open the circuit. One that finds none is applied, but only after the
+// failures tallied since the fold before this message: while the tally is
+// at the limit nobody can add to it before the next publish, so the room
+// this failure uses is not also taken by tallies applied after it.
 func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 	s := b.snap.Load()
 	if !b.lean || m.permit.Gen != s.gen || m.permit.Probe != 0 || s.state != Closed || m.outcome == Ignored {
 		return false
+	}
+	if m.outcome == Failure {
+		if retryAfter(m.err) <= 0 && b.failure(s) {
+			return true
+		}
+		b.fold(now, s, 0)
 	}
 	b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
 	if b.m.Generation() != s.gen {

@@ -930,3 +930,83 @@ func TestLeanReviewMessageSuccessDoesNotWait(t *testing.T) {
 	assert.False(t, ran, "the call after S, F, F must not run")
 	assert.Equal(t, trips+1, c.Trips)
 }
+
+// ownerGatedErr is a failure whose second RetryAfter call waits until gate
+// is closed. The failing caller makes the first, on its way to report the
+// failure; if the failure goes as a message, the breaker's goroutine makes
+// the second while it applies it.
+type ownerGatedErr struct {
+	calls   atomic.Int32
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func newOwnerGatedErr() *ownerGatedErr {
+	return &ownerGatedErr{entered: make(chan struct{}), gate: make(chan struct{})}
+}
+
+func (e *ownerGatedErr) Error() string { return "owner-gated failure" }
+
+func (e *ownerGatedErr) RetryAfter() time.Duration {
+	if e.calls.Add(1) == 2 {
+		close(e.entered)
+		<-e.gate
+	}
+	return 0
+}
+
+// untilQueued waits, bounded, until b's mailbox holds a message.
+func untilQueued(t *testing.T, b *Breaker) {
+	t.Helper()
+	require.Eventually(t, func() bool { return !b.act.Idle() }, 5*time.Second, 50*time.Microsecond)
+}
+
+// Four failures take all the room a threshold-5 circuit has; a success
+// ends their run. Y and X fail while no room is left, so both go as
+// messages, and X waits in the mailbox while Y is applied. Y leaves room
+// for three more failures, and the breaker publishes it. Then, while the
+// breaker applies X, main fails three times. Y, X and main's three are
+// five failures in a row after the success: in every sequential order the
+// fifth opens the circuit, so once they have all returned it is open.
+//
+// 073ee39: X is applied as if no failure had been tallied since the fold
+// before it, and then put in the tally, on top of main's three, which took
+// the room X was using. Main's three returned without waiting; the next
+// fold (Counts) finds five in a row and opens the circuit, after every
+// caller saw it closed.
+func TestLeanReviewMessageFailureOvertakenByTallies(t *testing.T) {
+	b, _ := holdingBreaker(t, Config{FailureThreshold: 5})
+	for range 4 {
+		require.ErrorIs(t, b.Call(fail), errBoom)
+	}
+	require.NoError(t, b.Call(succeed))
+
+	y, x := newOwnerGatedErr(), newOwnerGatedErr()
+	defer close(y.gate)
+	defer close(x.gate)
+	yDone, xDone := make(chan error, 1), make(chan error, 1)
+	go func() { yDone <- b.Call(func() error { return y }) }()
+	_, yHeld := within(y.entered, 5*time.Second)
+	require.True(t, yHeld, "Y found no room and went as a message")
+	go func() { xDone <- b.Call(func() error { return x }) }()
+	untilQueued(t, b) // X waits behind Y
+	y.gate <- struct{}{}
+	// Y's gate is unbuffered: the send returns once Y's RetryAfter took it.
+	require.Error(t, <-yDone)
+
+	select {
+	case <-x.entered: // the breaker is applying X
+	case err := <-xDone: // X was settled without the breaker reading its hint
+		require.Error(t, err)
+	}
+	for range 3 {
+		require.ErrorIs(t, b.Call(fail), errBoom)
+	}
+	select {
+	case x.gate <- struct{}{}:
+	default:
+	}
+	require.Error(t, <-xDone)
+
+	assert.Equal(t, Open, b.State(), "five failures in a row have returned: the circuit is open (counts %+v)", b.Counts())
+}
