@@ -28,24 +28,25 @@ import (
 // implementation that orders things differently is not deadlocked by the
 // test, only driven down another interleaving.
 
-// gatedErr is a failure whose first RetryAfter call (made by the failing
-// caller on its way to report the failure) waits until gate is closed.
-// Later calls (the breaker's goroutine may read the hint again) return at
-// once.
+// gatedErr is a failure whose RetryAfter call number at waits until gate
+// is closed: the first (made by the failing caller on its way to report
+// the failure) unless set otherwise. Other calls (the breaker's goroutine
+// may read the hint again) return at once.
 type gatedErr struct {
 	calls   atomic.Int32
+	at      int32 // the call that waits
 	entered chan struct{}
 	gate    chan struct{}
 }
 
 func newGatedErr() *gatedErr {
-	return &gatedErr{entered: make(chan struct{}), gate: make(chan struct{})}
+	return &gatedErr{at: 1, entered: make(chan struct{}), gate: make(chan struct{})}
 }
 
 func (e *gatedErr) Error() string { return "gated failure" }
 
 func (e *gatedErr) RetryAfter() time.Duration {
-	if e.calls.Add(1) == 1 {
+	if e.calls.Add(1) == e.at {
 		close(e.entered)
 		<-e.gate
 	}
@@ -931,28 +932,14 @@ func TestLeanReviewMessageSuccessDoesNotWait(t *testing.T) {
 	assert.Equal(t, trips+1, c.Trips)
 }
 
-// ownerGatedErr is a failure whose second RetryAfter call waits until gate
-// is closed. The failing caller makes the first, on its way to report the
-// failure; if the failure goes as a message, the breaker's goroutine makes
-// the second while it applies it.
-type ownerGatedErr struct {
-	calls   atomic.Int32
-	entered chan struct{}
-	gate    chan struct{}
-}
-
-func newOwnerGatedErr() *ownerGatedErr {
-	return &ownerGatedErr{entered: make(chan struct{}), gate: make(chan struct{})}
-}
-
-func (e *ownerGatedErr) Error() string { return "owner-gated failure" }
-
-func (e *ownerGatedErr) RetryAfter() time.Duration {
-	if e.calls.Add(1) == 2 {
-		close(e.entered)
-		<-e.gate
-	}
-	return 0
+// newOwnerGatedErr returns a failure whose second RetryAfter call waits
+// until gate is closed. The failing caller makes the first, on its way to
+// report the failure; if the failure goes as a message, the breaker's
+// goroutine makes the second while it applies it.
+func newOwnerGatedErr() *gatedErr {
+	e := newGatedErr()
+	e.at = 2
+	return e
 }
 
 // untilQueued waits, bounded, until b's mailbox holds a message.
