@@ -438,7 +438,8 @@ func (t *Ticket) Report(err error) {
 // ReportAs records the call's outcome as o, for callers that classify
 // outcomes themselves (an LLM client that tells a rate limit from a bad
 // request, say). err is still read for a Retry-After hint and kept as the
-// cause if the outcome opens the circuit. Like Report, only the first
+// cause if the outcome opens the circuit. An Outcome other than Success,
+// Failure and Ignored counts as a Failure. Like Report, only the first
 // report of a ticket counts.
 func (t *Ticket) ReportAs(o Outcome, err error) {
 	if t == nil || !t.done.CompareAndSwap(false, true) {
@@ -546,6 +547,9 @@ func (c *call) tallied(o Outcome) bool {
 }
 
 func (b *Breaker) report(c *call, o Outcome, err error) {
+	if o > Ignored {
+		o = Failure // as the machine takes it, so it waits like one
+	}
 	p := c.permit
 	var now time.Time
 	var elapsed time.Duration

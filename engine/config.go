@@ -92,7 +92,8 @@ type Config struct {
 	ShouldTrip func(Counts) bool
 
 	// Classify sorts a call's error into Success, Failure or Ignored.
-	// nil means [DefaultClassify]. Ticket.ReportAs bypasses it.
+	// nil means [DefaultClassify]. Ticket.ReportAs bypasses it. Any other
+	// Outcome it returns counts as a Failure.
 	Classify func(error) Outcome
 	// plainClassify records that Classify is DefaultClassify, under
 	// which a nil error is a success without a call.

@@ -997,3 +997,34 @@ func TestLeanReviewMessageFailureOvertakenByTallies(t *testing.T) {
 
 	assert.Equal(t, Open, b.State(), "five failures in a row have returned: the circuit is open (counts %+v)", b.Counts())
 }
+
+// An Outcome other than the three constants (ReportAs takes any value, and
+// a Classify can return one) counts as a failure, so on a threshold-1
+// breaker it opens the circuit, and its caller must see that.
+//
+// dd0a286: the machine applied it as a failure, but Breaker.report took it
+// for a quiet outcome and sent it without waiting: the circuit opened after
+// its caller returned and saw it closed. The breaker is held at the start
+// of its next message only to make that interleaving happen every time.
+func TestLeanReviewUnknownOutcomeWaitsAsAFailure(t *testing.T) {
+	b, clk := holdingBreaker(t, Config{FailureThreshold: 1})
+	tk, err := b.Admit(t.Context())
+	require.NoError(t, err)
+
+	h := clk.arm()
+	done := make(chan State, 1)
+	go func() {
+		tk.ReportAs(Outcome(3), errBoom)
+		done <- b.State()
+	}()
+	_, held := within(h.held, 5*time.Second)
+	seen, returned := within(done, 250*time.Millisecond)
+	h.free()
+	if !returned {
+		seen = <-done
+	}
+	c := b.Counts()
+	t.Logf("held: %v, returned while held: %v", held, returned)
+	require.Equal(t, uint64(1), c.Trips, "the machine applied it as a failure")
+	assert.Equal(t, Open, seen, "the outcome that opened the circuit must have waited for it")
+}
