@@ -1006,7 +1006,7 @@ func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 	}
 	p := Permit{Gen: s.gen}
 	if n := s.ignored.Swap(next); n > 0 {
-		b.m.ReportN(now, p, Ignored, uint64(n))
+		b.m.countN(now, p, Ignored, uint64(n))
 	}
 	if !b.lean {
 		// The successes tally only grows, until retired, like a lean
@@ -1016,7 +1016,7 @@ func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 			n = s.successes.Swap(retired)
 		}
 		if n > s.folded {
-			b.m.ReportN(now, p, Success, uint64(n-s.folded))
+			b.m.countN(now, p, Success, uint64(n-s.folded))
 			s.folded = n
 		}
 		return

@@ -253,6 +253,21 @@ func (m *Machine) report(now time.Time, p Permit, o Outcome, err error, elapsed 
 // tallied without sending a message. It returns false when the reports
 // are stale.
 func (m *Machine) ReportN(now time.Time, p Permit, o Outcome, n uint64) bool {
+	if !m.countN(now, p, o, n) {
+		return false
+	}
+	if o == Success && m.win != nil {
+		m.checkTrip(now, Success, nil, false)
+	}
+	return true
+}
+
+// countN is ReportN without the trip check, for tallies of outcomes that
+// could not trip the circuit when they were taken (see SuccessMayTrip).
+// They may be folded late, when a time-based window has moved on; checked
+// then, at their own time, they would be judged against buckets that a
+// later period has reused.
+func (m *Machine) countN(now time.Time, p Permit, o Outcome, n uint64) bool {
 	// Stale first: folding a retired snapshot's tallies must not let time
 	// move the state on behind the breaker's back.
 	if p.Gen != m.gen || p.Probe != 0 || m.state != Closed {
@@ -269,7 +284,6 @@ func (m *Machine) ReportN(now time.Time, p Permit, o Outcome, n uint64) bool {
 	m.c.ConsecutiveFailures = 0
 	if m.win != nil {
 		m.win.addSuccesses(now, n)
-		m.checkTrip(now, Success, nil, false)
 	}
 	return true
 }
