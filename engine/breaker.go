@@ -591,13 +591,17 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	// window can raise the rate), so then it waits too.
 	mayTrip := o == Success && b.rate && (s == nil || s.mayTrip.Load())
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
-	if quiet && s != nil && (o == Ignored || !b.quick) {
-		if s.tally(o) {
-			return
-		}
-		// The snapshot was replaced meanwhile. If only by a new bucket,
-		// the success counts there, and may be the one that trips.
-		quiet = !(b.timed && b.rate && o == Success)
+	if quiet && s != nil && (o == Ignored || !b.quick) && s.tally(o) {
+		return
+	}
+	if s != nil && s.ignored.Load() < 0 {
+		// The snapshot was retired meanwhile (replaced, or sealed while the
+		// breaker applies a message that may change the generation; see
+		// Breaker.sealIf), so the tally was refused. Wait until the outcome
+		// is applied: its caller must not see a state that the outcome
+		// came before. (If only a new bucket replaced it, the success
+		// counts there, and may be the one that trips.)
+		quiet = false
 	}
 	m := b.newMsg(mReport)
 	m.permit, m.outcome, m.err, m.elapsed = p, o, err, elapsed
@@ -800,6 +804,7 @@ func (b *Breaker) handle(m *msg) {
 		r.permit, r.err = b.m.Admit(now)
 	case mReport:
 		if !b.tallyLast(now, m) {
+			b.sealIf(now, b.m.mayOpen(now, m.permit, m.outcome, m.err, m.elapsed))
 			b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
 		}
 	case mState:
@@ -809,12 +814,16 @@ func (b *Breaker) handle(m *msg) {
 		b.m.Advance(now)
 		r.counts = b.m.Counts(now)
 	case mReset:
+		b.sealIf(now, true)
 		b.m.Reset(now)
 	case mTrip:
+		b.sealIf(now, true)
 		b.m.Trip(now)
 	case mIsolate:
+		b.sealIf(now, true)
 		b.m.Isolate(now)
 	case mForceOpen:
+		b.sealIf(now, true)
 		b.m.ForceOpen(now, time.Unix(0, int64(m.elapsed)), m.err.Error())
 	case mSubscribe:
 		x := b.extras()
@@ -842,12 +851,26 @@ func (b *Breaker) handle(m *msg) {
 	b.recycle(m)
 }
 
+// sealIf, if may (the message about to be applied may change the
+// generation), folds the tallies of a closed circuit's snapshot and
+// retires them. Tallies are taken while the owner applies a message, and
+// their callers may see the circuit closed afterwards, until publish: so
+// they come before that message in every order those callers can tell,
+// and must count before it decides, not as stale after it. Retired, the
+// snapshot turns later tallies into messages, which wait behind this one.
+// If the generation stays, publish replaces the snapshot all the same.
+func (b *Breaker) sealIf(now time.Time, may bool) {
+	if s := b.snap.Load(); may && s.state == Closed && !s.stop {
+		b.fold(now, s, retired)
+	}
+}
+
 // publish refreshes the snapshot, hands new transitions out, and keeps the
 // timer armed for the machine's next deadline. It runs before the reply,
 // so whoever caused a change sees it as soon as its call returns.
 func (b *Breaker) publish(now time.Time) {
 	t := now.UnixNano()
-	if s := b.snap.Load(); s.gen != b.m.Generation() || s.bucketEnd != 0 && (t < s.bucketStart || t >= s.bucketEnd) {
+	if s := b.snap.Load(); s.gen != b.m.Generation() || s.bucketEnd != 0 && (t < s.bucketStart || t >= s.bucketEnd) || s.ignored.Load() < 0 {
 		ns := b.newSnapshot(now)
 		ns.idle.Store(s.idle.Load()) // a new bucket is no call
 		b.snap.Store(ns)
@@ -923,6 +946,7 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 			return true
 		}
 		b.fold(now, s, 0)
+		b.sealIf(now, b.m.mayOpen(now, m.permit, m.outcome, m.err, m.elapsed))
 	}
 	b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
 	if b.m.Generation() != s.gen {

@@ -1028,3 +1028,112 @@ func TestLeanReviewUnknownOutcomeWaitsAsAFailure(t *testing.T) {
 	require.Equal(t, uint64(1), c.Trips, "the machine applied it as a failure")
 	assert.Equal(t, Open, seen, "the outcome that opened the circuit must have waited for it")
 }
+
+// G1 fails twice on a threshold-2 lean breaker; F1 is tallied, F2 finds
+// no room and waits. The breaker folds F1, then applies F2; checkTrip
+// reads F2's hint (its third RetryAfter call: the caller's, tallyLast's,
+// checkTrip's) and is held there, after the last fold and before the trip.
+// Meanwhile G2 succeeds: its success is tallied on the still current
+// snapshot and returns; G2 then finds the circuit closed, and its next
+// call is admitted and runs. Then F2 opens the circuit, and the retired
+// snapshot's tally counts G2's success as stale.
+//
+// G2 saw Closed, and had a call admitted, after its success returned, so
+// in every sequential order its success comes before the trip, in the
+// closed generation: before F2, since F2 is what trips. Then F1, S, F2 is
+// no run of two, and nothing opens the circuit; and S is a success, not
+// stale. The alternative, S after F2, has G2's State and admission after
+// the trip, which would have shown Open.
+//
+// e6b6b21: so it went. Now the breaker, before it applies a message that
+// may open the circuit, folds the tallies and retires them: G2's success
+// counts, and F2 opens nothing.
+func TestLeanReviewSuccessTalliedWhileAFailureTripsCounts(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 2})
+	require.True(t, b.lean)
+
+	require.ErrorIs(t, b.Call(fail), errBoom) // F1, tallied
+	f2 := newGatedErr()
+	f2.at = 3
+	defer func() {
+		select {
+		case <-f2.gate:
+		default:
+			close(f2.gate)
+		}
+	}()
+	f2Done := make(chan error, 1)
+	go func() { f2Done <- b.Call(func() error { return f2 }) }()
+	_, entered := within(f2.entered, 5*time.Second)
+	require.True(t, entered, "F2 went as a message and the breaker is applying it")
+
+	// G2 (this goroutine): a success, then State, then another call.
+	require.NoError(t, b.Call(succeed))
+	st := b.State()
+	ran := false
+	err := b.Call(func() error { ran = true; return nil })
+	require.Equal(t, Closed, st)
+	require.NoError(t, err)
+	require.True(t, ran, "G2's next call was admitted: the circuit was closed after its success")
+
+	close(f2.gate)
+	require.Error(t, <-f2Done)
+	c := b.Counts()
+	assert.Zero(t, c.Stale, "G2's success came before the trip: it is no stale report")
+	assert.Zero(t, c.Trips, "F1, S, F2 is no run of two failures")
+}
+
+// The same on a breaker that is not lean (a ShouldTrip that never fires
+// keeps it off the lean path; a rate policy does the same): every failure
+// waits, and F2's hint is read in checkTrip. G2 succeeds, reads State and
+// calls again while the breaker applies F2. Either G2's success counts
+// before F2 (no trip, nothing stale), or it comes after the trip, and then
+// G2 saw the circuit open and its next call was refused.
+//
+// e6b6b21: G2's success was tallied, G2 saw Closed and its next call ran,
+// and then F2 opened the circuit and both of G2's outcomes were counted
+// stale.
+func TestLeanReviewSuccessTalliedWhileAFailureTripsNotLean(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 2, ShouldTrip: func(Counts) bool { return false }})
+	require.False(t, b.lean)
+
+	require.ErrorIs(t, b.Call(fail), errBoom) // F1
+	f2 := newGatedErr()                       // only the breaker's goroutine reads the hint
+	defer func() {
+		select {
+		case <-f2.gate:
+		default:
+			close(f2.gate)
+		}
+	}()
+	f2Done := make(chan error, 1)
+	go func() { f2Done <- b.Call(func() error { return f2 }) }()
+	_, entered := within(f2.entered, 5*time.Second)
+	require.True(t, entered)
+
+	type seen struct {
+		state State
+		err   error
+	}
+	g2 := make(chan seen, 1)
+	go func() {
+		_ = b.Call(succeed)
+		s := seen{state: b.State()}
+		s.err = b.Call(succeed)
+		g2 <- s
+	}()
+	saw, returned := within(g2, 100*time.Millisecond)
+	close(f2.gate)
+	require.Error(t, <-f2Done)
+	if !returned {
+		saw = <-g2
+	}
+	c := b.Counts()
+	if c.Trips == 0 {
+		assert.Zero(t, c.Stale, "no trip: G2's outcomes count")
+		assert.Equal(t, uint64(2), c.Successes)
+		return
+	}
+	assert.Equal(t, Open, saw.state, "G2's success came after the trip, so G2 must see it (counts %+v)", c)
+	assert.ErrorIs(t, saw.err, ErrOpen, "and G2's next call must be refused")
+}

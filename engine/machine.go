@@ -356,33 +356,68 @@ func (m *Machine) retryAfter(err error) time.Duration {
 // state. The rate policies are checked after every outcome, ShouldTrip
 // after failures and slow calls only.
 func (m *Machine) checkTrip(now time.Time, o Outcome, err error, slow bool) {
-	if o == Failure {
-		if ra := m.retryAfter(err); ra > 0 {
-			m.trip(now, fmt.Sprintf("retry-after %s from upstream", ra), err, ra)
-			return
-		}
-	}
-	if t := m.cfg.FailureThreshold; t > 0 && m.c.ConsecutiveFailures >= uint64(t) {
-		m.trip(now, plural(m.c.ConsecutiveFailures, "consecutive failure"), err, 0)
-		return
-	}
+	var calls, fails, slw uint64
 	if m.win != nil {
-		calls, fails, slow := m.win.totals(now)
-		if calls >= uint64(m.cfg.MinimumCalls) && calls > 0 {
-			fr, sr := float64(fails)/float64(calls), float64(slow)/float64(calls)
-			if t := m.cfg.FailureRateThreshold; t > 0 && fr >= t {
-				m.trip(now, fmt.Sprintf("failure rate %s >= %s over %d calls", pct(fr), pct(t), calls), err, 0)
-				return
-			}
-			if t := m.cfg.SlowCallRateThreshold; m.cfg.SlowCallThreshold > 0 && sr >= t {
-				m.trip(now, fmt.Sprintf("slow-call rate %s >= %s over %d calls", pct(sr), pct(t), calls), err, 0)
-				return
-			}
-		}
+		calls, fails, slw = m.win.totals(now)
+	}
+	if reason, ra, ok := m.verdict(o, err, m.c.ConsecutiveFailures, calls, fails, slw); ok {
+		m.trip(now, reason, err, ra)
+		return
 	}
 	if m.cfg.ShouldTrip != nil && (o == Failure || slow) && m.cfg.ShouldTrip(m.Counts(now)) {
 		m.trip(now, "ShouldTrip returned true", err, 0)
 	}
+}
+
+// verdict says whether the policies other than ShouldTrip open the
+// circuit after an outcome o (with its error err) that left the run of
+// consecutive failures at cf and the window at calls, fails and slw, and
+// why.
+func (m *Machine) verdict(o Outcome, err error, cf, calls, fails, slw uint64) (reason string, ra time.Duration, trip bool) {
+	if o == Failure {
+		if ra := m.retryAfter(err); ra > 0 {
+			return fmt.Sprintf("retry-after %s from upstream", ra), ra, true
+		}
+	}
+	if t := m.cfg.FailureThreshold; t > 0 && cf >= uint64(t) {
+		return plural(cf, "consecutive failure"), 0, true
+	}
+	if m.win != nil && calls >= uint64(m.cfg.MinimumCalls) && calls > 0 {
+		fr, sr := float64(fails)/float64(calls), float64(slw)/float64(calls)
+		if t := m.cfg.FailureRateThreshold; t > 0 && fr >= t {
+			return fmt.Sprintf("failure rate %s >= %s over %d calls", pct(fr), pct(t), calls), 0, true
+		}
+		if t := m.cfg.SlowCallRateThreshold; m.cfg.SlowCallThreshold > 0 && sr >= t {
+			return fmt.Sprintf("slow-call rate %s >= %s over %d calls", pct(sr), pct(t), calls), 0, true
+		}
+	}
+	return "", 0, false
+}
+
+// mayOpen reports whether Report of this outcome could open the circuit,
+// without applying it: always when it would (and when ShouldTrip would be
+// asked, which it cannot ask twice), never for a stale report or one that
+// does not find the circuit closed.
+func (m *Machine) mayOpen(now time.Time, p Permit, o Outcome, err error, elapsed time.Duration) bool {
+	if p.Gen != m.gen || p.Probe != 0 || m.state != Closed || o == Ignored {
+		return false
+	}
+	if o != Success {
+		o = Failure
+	}
+	slow := m.Slow(elapsed)
+	if m.cfg.ShouldTrip != nil && (o == Failure || slow) {
+		return true
+	}
+	var cf, calls, fails, slw uint64
+	if o == Failure {
+		cf = m.c.ConsecutiveFailures + 1
+	}
+	if m.win != nil {
+		calls, fails, slw = m.win.with(now, o == Failure, slow)
+	}
+	_, _, trip := m.verdict(o, err, cf, calls, fails, slw)
+	return trip
 }
 
 // plural says "1 thing" or "n things".

@@ -123,6 +123,19 @@ func (w *window) totals(now time.Time) (calls, fails, slow uint64) {
 	return calls, fails, slow
 }
 
+// with returns the totals at now as they would be with one more call
+// added: w.add without the change.
+func (w *window) with(now time.Time, fail, slow bool) (calls, fails, slw uint64) {
+	calls, fails, slw = w.totals(now)
+	if w.buckets == nil {
+		old := w.ring[w.pos]
+		calls -= uint64(old & flagCall)
+		fails -= b2u(old&flagFail != 0)
+		slw -= b2u(old&flagSlow != 0)
+	}
+	return calls + 1, fails + b2u(fail), slw + b2u(slow)
+}
+
 func (w *window) reset() {
 	clear(w.ring)
 	clear(w.buckets)
