@@ -154,6 +154,7 @@ type msg struct {
 	wait    bool   // the sender waits on reply; otherwise the handler recycles the message
 	permit  Permit // for mWake and mUnsubscribe, Gen carries the timer or subscriber id
 	err     error
+	hint    time.Duration // err's Retry-After hint, read once by the sender of a failure
 	elapsed time.Duration
 	ctx     context.Context // mSubscribe only
 	reply   chan reply      // made on first use, kept across recycling
@@ -563,7 +564,11 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	// failure is a plain one, and tallies like one. (As a message while
 	// room is left, it would be re-tallied after failures that took that
 	// room meanwhile, past the limit; see Breaker.tallyLast.)
-	if o == Failure && b.lean && p.Probe == 0 && retryAfter(err) <= 0 {
+	var hint time.Duration
+	if o == Failure {
+		hint = retryAfter(err)
+	}
+	if o == Failure && b.lean && p.Probe == 0 && hint <= 0 {
 		s := c.snap
 		if s == nil { // admitted by a message just as the circuit closed
 			s = b.snap.Load()
@@ -595,16 +600,18 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 		return
 	}
 	if s != nil && s.ignored.Load() < 0 {
-		// The snapshot was retired meanwhile (replaced, or sealed while the
-		// breaker applies a message that may change the generation; see
-		// Breaker.sealIf), so the tally was refused. Wait until the outcome
-		// is applied: its caller must not see a state that the outcome
-		// came before. (If only a new bucket replaced it, the success
-		// counts there, and may be the one that trips.)
-		quiet = false
+		// The snapshot was retired meanwhile, so the tally was refused. If
+		// it is still the current one, it was sealed while the breaker
+		// applies a message that may change the generation (see
+		// Breaker.sealIf): wait until the outcome is applied, so that the
+		// caller does not see the closed state that this outcome came
+		// after. Once replaced, what replaced it is what the caller sees.
+		// (If only a new bucket replaced it, the success counts there, and
+		// may be the one that trips.)
+		quiet = quiet && b.snap.Load() != s && !(b.timed && b.rate && o == Success)
 	}
 	m := b.newMsg(mReport)
-	m.permit, m.outcome, m.err, m.elapsed = p, o, err, elapsed
+	m.permit, m.outcome, m.err, m.hint, m.elapsed = p, o, err, hint, elapsed
 	// A lean breaker's success that comes as a message waits all the same:
 	// the caller's next failures are tallied, and must not be folded
 	// before it (see Breaker.tallyLast).
@@ -804,8 +811,8 @@ func (b *Breaker) handle(m *msg) {
 		r.permit, r.err = b.m.Admit(now)
 	case mReport:
 		if !b.tallyLast(now, m) {
-			b.sealIf(now, b.m.mayOpen(now, m.permit, m.outcome, m.err, m.elapsed))
-			b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
+			b.sealIf(now, b.m.mayOpen(now, m.permit, m.outcome, m.hint, m.elapsed))
+			b.m.report(now, m.permit, m.outcome, m.err, m.hint, m.elapsed)
 		}
 	case mState:
 		b.m.Advance(now)
@@ -942,13 +949,13 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 		return false
 	}
 	if m.outcome == Failure {
-		if retryAfter(m.err) <= 0 && b.failure(s) {
+		if m.hint <= 0 && b.failure(s) {
 			return true
 		}
 		b.fold(now, s, 0)
-		b.sealIf(now, b.m.mayOpen(now, m.permit, m.outcome, m.err, m.elapsed))
+		b.sealIf(now, b.m.mayOpen(now, m.permit, m.outcome, m.hint, m.elapsed))
 	}
-	b.m.Report(now, m.permit, m.outcome, m.err, m.elapsed)
+	b.m.report(now, m.permit, m.outcome, m.err, m.hint, m.elapsed)
 	if b.m.Generation() != s.gen {
 		return true // it opened the circuit: the tallies retire with the snapshot
 	}

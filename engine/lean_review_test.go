@@ -932,68 +932,54 @@ func TestLeanReviewMessageSuccessDoesNotWait(t *testing.T) {
 	assert.Equal(t, trips+1, c.Trips)
 }
 
-// newOwnerGatedErr returns a failure whose second RetryAfter call waits
-// until gate is closed. The failing caller makes the first, on its way to
-// report the failure; if the failure goes as a message, the breaker's
-// goroutine makes the second while it applies it.
-func newOwnerGatedErr() *gatedErr {
-	e := newGatedErr()
-	e.at = 2
-	return e
-}
-
-// untilQueued waits, bounded, until b's mailbox holds a message.
-func untilQueued(t *testing.T, b *Breaker) {
-	t.Helper()
-	require.Eventually(t, func() bool { return !b.act.Idle() }, 5*time.Second, 50*time.Microsecond)
-}
-
 // Four failures take all the room a threshold-5 circuit has; a success
 // ends their run. Y and X fail while no room is left, so both go as
 // messages, and X waits in the mailbox while Y is applied. Y leaves room
 // for three more failures, and the breaker publishes it. Then, while the
-// breaker applies X, main fails three times. Y, X and main's three are
+// breaker gets to X, main fails three times. Y, X and main's three are
 // five failures in a row after the success: in every sequential order the
 // fifth opens the circuit, so once they have all returned it is open.
 //
-// 073ee39: X is applied as if no failure had been tallied since the fold
-// before it, and then put in the tally, on top of main's three, which took
-// the room X was using. Main's three returned without waiting; the next
-// fold (Counts) finds five in a row and opens the circuit, after every
-// caller saw it closed.
+// 073ee39: X was applied as if no failure had been tallied since the fold
+// before it, and then put in the tally, on top of main's three, which had
+// taken the room X was using. Main's three returned without waiting; the
+// next fold (Counts) found five in a row and opened the circuit, after
+// every caller saw it closed. (The breaker then read X's Retry-After hint
+// while applying it, which let the test hold it there; it reads the hint
+// once now, as the caller reports, so main's three may land before X or
+// after it, and the outcome must be the same.)
 func TestLeanReviewMessageFailureOvertakenByTallies(t *testing.T) {
-	b, _ := holdingBreaker(t, Config{FailureThreshold: 5})
+	b, clk := holdingBreaker(t, Config{FailureThreshold: 5})
 	for range 4 {
 		require.ErrorIs(t, b.Call(fail), errBoom)
 	}
 	require.NoError(t, b.Call(succeed))
 
-	y, x := newOwnerGatedErr(), newOwnerGatedErr()
-	defer close(y.gate)
-	defer close(x.gate)
+	h := clk.arm()
 	yDone, xDone := make(chan error, 1), make(chan error, 1)
-	go func() { yDone <- b.Call(func() error { return y }) }()
-	_, yHeld := within(y.entered, 5*time.Second)
-	require.True(t, yHeld, "Y found no room and went as a message")
-	go func() { xDone <- b.Call(func() error { return x }) }()
-	untilQueued(t, b) // X waits behind Y
-	y.gate <- struct{}{}
-	// Y's gate is unbuffered: the send returns once Y's RetryAfter took it.
-	require.Error(t, <-yDone)
-
-	select {
-	case <-x.entered: // the breaker is applying X
-	case err := <-xDone: // X was settled without the breaker reading its hint
-		require.Error(t, err)
+	go func() { yDone <- b.Call(fail) }()
+	_, held := within(h.held, 5*time.Second)
+	require.True(t, held, "Y found no room and went as a message")
+	go func() { xDone <- b.Call(fail) }()
+	h2 := clk.arm() // taken when the breaker gets to X, if X goes as a message
+	h.free()
+	_, _ = within(h2.held, 250*time.Millisecond)
+	var mainErrs [3]error
+	mainDone := make(chan struct{})
+	go func() { // main's three; bounded below, since one may queue behind a held X
+		defer close(mainDone)
+		for i := range mainErrs {
+			mainErrs[i] = b.Call(fail)
+		}
+	}()
+	_, _ = within(mainDone, 250*time.Millisecond)
+	h2.free()
+	<-mainDone
+	for _, err := range mainErrs {
+		require.ErrorIs(t, err, errBoom)
 	}
-	for range 3 {
-		require.ErrorIs(t, b.Call(fail), errBoom)
-	}
-	select {
-	case x.gate <- struct{}{}:
-	default:
-	}
-	require.Error(t, <-xDone)
+	require.ErrorIs(t, <-yDone, errBoom)
+	require.ErrorIs(t, <-xDone, errBoom)
 
 	assert.Equal(t, Open, b.State(), "five failures in a row have returned: the circuit is open (counts %+v)", b.Counts())
 }
@@ -1029,87 +1015,41 @@ func TestLeanReviewUnknownOutcomeWaitsAsAFailure(t *testing.T) {
 	assert.Equal(t, Open, seen, "the outcome that opened the circuit must have waited for it")
 }
 
-// G1 fails twice on a threshold-2 lean breaker; F1 is tallied, F2 finds
-// no room and waits. The breaker folds F1, then applies F2; checkTrip
-// reads F2's hint (its third RetryAfter call: the caller's, tallyLast's,
-// checkTrip's) and is held there, after the last fold and before the trip.
-// Meanwhile G2 succeeds: its success is tallied on the still current
-// snapshot and returns; G2 then finds the circuit closed, and its next
-// call is admitted and runs. Then F2 opens the circuit, and the retired
-// snapshot's tally counts G2's success as stale.
+// G2 succeeds, reads State and calls again while the breaker decides
+// whether a failure F2 opens the circuit (here ShouldTrip decides: two
+// failures in a row; it is held while G2 goes). Either G2's success counts
+// before F2 (then F1, S, F2 is no run of two: no trip, nothing stale), or
+// it comes after the trip, and then G2 saw the circuit open and its next
+// call was refused.
 //
-// G2 saw Closed, and had a call admitted, after its success returned, so
-// in every sequential order its success comes before the trip, in the
-// closed generation: before F2, since F2 is what trips. Then F1, S, F2 is
-// no run of two, and nothing opens the circuit; and S is a success, not
-// stale. The alternative, S after F2, has G2's State and admission after
-// the trip, which would have shown Open.
-//
-// e6b6b21: so it went. Now the breaker, before it applies a message that
-// may open the circuit, folds the tallies and retires them: G2's success
-// counts, and F2 opens nothing.
-func TestLeanReviewSuccessTalliedWhileAFailureTripsCounts(t *testing.T) {
-	b := newTestBreaker(t, Config{FailureThreshold: 2})
-	require.True(t, b.lean)
-
-	require.ErrorIs(t, b.Call(fail), errBoom) // F1, tallied
-	f2 := newGatedErr()
-	f2.at = 3
+// 34c8852: G2's success was tallied, G2 saw Closed and its next call ran,
+// and then F2 opened the circuit and both of G2's outcomes were counted
+// stale. Now the breaker, before it applies a message that may open the
+// circuit, folds the tallies and retires them: G2's success, refused,
+// waits for the decision.
+func TestLeanReviewSuccessTalliedWhileAFailureTrips(t *testing.T) {
+	entered, gate := make(chan struct{}), make(chan struct{})
+	var asked atomic.Int32
+	b := newTestBreaker(t, Config{ShouldTrip: func(c Counts) bool {
+		if asked.Add(1) == 2 { // F2
+			close(entered)
+			<-gate
+		}
+		return c.ConsecutiveFailures >= 2
+	}})
 	defer func() {
 		select {
-		case <-f2.gate:
+		case <-gate:
 		default:
-			close(f2.gate)
+			close(gate)
 		}
 	}()
-	f2Done := make(chan error, 1)
-	go func() { f2Done <- b.Call(func() error { return f2 }) }()
-	_, entered := within(f2.entered, 5*time.Second)
-	require.True(t, entered, "F2 went as a message and the breaker is applying it")
-
-	// G2 (this goroutine): a success, then State, then another call.
-	require.NoError(t, b.Call(succeed))
-	st := b.State()
-	ran := false
-	err := b.Call(func() error { ran = true; return nil })
-	require.Equal(t, Closed, st)
-	require.NoError(t, err)
-	require.True(t, ran, "G2's next call was admitted: the circuit was closed after its success")
-
-	close(f2.gate)
-	require.Error(t, <-f2Done)
-	c := b.Counts()
-	assert.Zero(t, c.Stale, "G2's success came before the trip: it is no stale report")
-	assert.Zero(t, c.Trips, "F1, S, F2 is no run of two failures")
-}
-
-// The same on a breaker that is not lean (a ShouldTrip that never fires
-// keeps it off the lean path; a rate policy does the same): every failure
-// waits, and F2's hint is read in checkTrip. G2 succeeds, reads State and
-// calls again while the breaker applies F2. Either G2's success counts
-// before F2 (no trip, nothing stale), or it comes after the trip, and then
-// G2 saw the circuit open and its next call was refused.
-//
-// e6b6b21: G2's success was tallied, G2 saw Closed and its next call ran,
-// and then F2 opened the circuit and both of G2's outcomes were counted
-// stale.
-func TestLeanReviewSuccessTalliedWhileAFailureTripsNotLean(t *testing.T) {
-	b := newTestBreaker(t, Config{FailureThreshold: 2, ShouldTrip: func(Counts) bool { return false }})
-	require.False(t, b.lean)
 
 	require.ErrorIs(t, b.Call(fail), errBoom) // F1
-	f2 := newGatedErr()                       // only the breaker's goroutine reads the hint
-	defer func() {
-		select {
-		case <-f2.gate:
-		default:
-			close(f2.gate)
-		}
-	}()
 	f2Done := make(chan error, 1)
-	go func() { f2Done <- b.Call(func() error { return f2 }) }()
-	_, entered := within(f2.entered, 5*time.Second)
-	require.True(t, entered)
+	go func() { f2Done <- b.Call(fail) }()
+	_, held := within(entered, 5*time.Second)
+	require.True(t, held, "the breaker is deciding on F2")
 
 	type seen struct {
 		state State
@@ -1123,8 +1063,8 @@ func TestLeanReviewSuccessTalliedWhileAFailureTripsNotLean(t *testing.T) {
 		g2 <- s
 	}()
 	saw, returned := within(g2, 100*time.Millisecond)
-	close(f2.gate)
-	require.Error(t, <-f2Done)
+	close(gate)
+	require.ErrorIs(t, <-f2Done, errBoom)
 	if !returned {
 		saw = <-g2
 	}
@@ -1136,4 +1076,38 @@ func TestLeanReviewSuccessTalliedWhileAFailureTripsNotLean(t *testing.T) {
 	}
 	assert.Equal(t, Open, saw.state, "G2's success came after the trip, so G2 must see it (counts %+v)", c)
 	assert.ErrorIs(t, saw.err, ErrOpen, "and G2's next call must be refused")
+}
+
+// flipRetry is a failure whose Retry-After hint changes between reads:
+// none on the first, a minute on later ones. Any hint computed from
+// changing state (a shared rate limiter's reset time, a header re-read
+// from a mutable response) can behave so.
+type flipRetry struct{ calls atomic.Int32 }
+
+func (e *flipRetry) Error() string { return "429" }
+
+func (e *flipRetry) RetryAfter() time.Duration {
+	if e.calls.Add(1) == 1 {
+		return 0
+	}
+	return time.Minute
+}
+
+// The breaker reads a failure's hint once, as the caller reports it, and
+// decides on that value throughout: a hint that changes between reads
+// must not let the failure trip the circuit past the seal, which is taken
+// only before a failure that may open it
+// (TestLeanReviewSuccessTalliedWhileAFailureTrips).
+//
+// 34c8852: Machine.mayOpen read no hint and said the failure could not open
+// the circuit, so nothing was sealed; checkTrip read a minute and tripped.
+func TestLeanReviewRetryAfterIsReadOnce(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.9, WindowSize: 100, MinimumCalls: 1})
+	for range 10 {
+		require.NoError(t, b.Call(succeed))
+	}
+	f := &flipRetry{}
+	require.Error(t, b.Call(func() error { return f }))
+	assert.Equal(t, int32(1), f.calls.Load(), "the hint is read once")
+	assert.Zero(t, b.Counts().Trips, "with no hint, one failure in eleven opens nothing")
 }

@@ -198,10 +198,13 @@ func (m *Machine) Slow(elapsed time.Duration) bool {
 // Stale count, when the report is stale: the state changed since the call
 // was admitted, or the probe's lease expired.
 func (m *Machine) Report(now time.Time, p Permit, o Outcome, err error, elapsed time.Duration) bool {
-	return m.report(now, p, o, err, elapsed)
+	return m.report(now, p, o, err, retryAfter(err), elapsed)
 }
 
-func (m *Machine) report(now time.Time, p Permit, o Outcome, err error, elapsed time.Duration) bool {
+// report is Report with err's Retry-After hint read already: a Breaker
+// reads it once per outcome, so that every step deciding on it sees the
+// same value (a hint can be computed afresh at each read).
+func (m *Machine) report(now time.Time, p Permit, o Outcome, err error, hint, elapsed time.Duration) bool {
 	m.Advance(now)
 	if p.Gen != m.gen {
 		m.c.Stale++
@@ -239,10 +242,10 @@ func (m *Machine) report(now time.Time, p Permit, o Outcome, err error, elapsed 
 			m.win.add(now, o == Failure, slow)
 		}
 		if o == Failure || slow || m.win != nil {
-			m.checkTrip(now, o, err, slow)
+			m.checkTrip(now, o, err, hint, slow)
 		}
 	case HalfOpen:
-		m.probeVerdict(now, o, err, slow, elapsed)
+		m.probeVerdict(now, o, err, hint, slow, elapsed)
 	}
 	return true
 }
@@ -257,7 +260,7 @@ func (m *Machine) ReportN(now time.Time, p Permit, o Outcome, n uint64) bool {
 		return false
 	}
 	if o == Success && m.win != nil {
-		m.checkTrip(now, Success, nil, false)
+		m.checkTrip(now, Success, nil, 0, false)
 	}
 	return true
 }
@@ -320,15 +323,15 @@ func (m *Machine) reportTallies(now time.Time, p Permit, successes, failures, ru
 	}
 	m.c.ConsecutiveFailures, m.c.ConsecutiveSuccesses = cf, cs
 	if failures > 0 {
-		m.checkTrip(now, Failure, nil, false)
+		m.checkTrip(now, Failure, nil, 0, false)
 	}
 	return true
 }
 
-func (m *Machine) probeVerdict(now time.Time, o Outcome, err error, slow bool, elapsed time.Duration) {
+func (m *Machine) probeVerdict(now time.Time, o Outcome, err error, hint time.Duration, slow bool, elapsed time.Duration) {
 	switch {
 	case o == Failure:
-		ra := m.retryAfter(err)
+		ra := m.hintedOpen(hint)
 		reason := "probe failed"
 		if ra > 0 {
 			reason = fmt.Sprintf("probe failed, retry-after %s from upstream", ra)
@@ -348,19 +351,20 @@ func (m *Machine) probeVerdict(now time.Time, o Outcome, err error, slow bool, e
 	}
 }
 
-func (m *Machine) retryAfter(err error) time.Duration {
-	return min(retryAfter(err), m.cfg.MaxRecoveryTimeout)
+// hintedOpen is how long a Retry-After hint holds the circuit open.
+func (m *Machine) hintedOpen(hint time.Duration) time.Duration {
+	return min(hint, m.cfg.MaxRecoveryTimeout)
 }
 
 // checkTrip applies the trip policies after an outcome in the closed
 // state. The rate policies are checked after every outcome, ShouldTrip
 // after failures and slow calls only.
-func (m *Machine) checkTrip(now time.Time, o Outcome, err error, slow bool) {
+func (m *Machine) checkTrip(now time.Time, o Outcome, err error, hint time.Duration, slow bool) {
 	var calls, fails, slw uint64
 	if m.win != nil {
 		calls, fails, slw = m.win.totals(now)
 	}
-	if reason, ra, ok := m.verdict(o, err, m.c.ConsecutiveFailures, calls, fails, slw); ok {
+	if reason, ra, ok := m.verdict(o, hint, m.c.ConsecutiveFailures, calls, fails, slw); ok {
 		m.trip(now, reason, err, ra)
 		return
 	}
@@ -370,12 +374,12 @@ func (m *Machine) checkTrip(now time.Time, o Outcome, err error, slow bool) {
 }
 
 // verdict says whether the policies other than ShouldTrip open the
-// circuit after an outcome o (with its error err) that left the run of
+// circuit after an outcome o (with its Retry-After hint) that left the run of
 // consecutive failures at cf and the window at calls, fails and slw, and
 // why.
-func (m *Machine) verdict(o Outcome, err error, cf, calls, fails, slw uint64) (reason string, ra time.Duration, trip bool) {
+func (m *Machine) verdict(o Outcome, hint time.Duration, cf, calls, fails, slw uint64) (reason string, ra time.Duration, trip bool) {
 	if o == Failure {
-		if ra := m.retryAfter(err); ra > 0 {
+		if ra := m.hintedOpen(hint); ra > 0 {
 			return fmt.Sprintf("retry-after %s from upstream", ra), ra, true
 		}
 	}
@@ -398,7 +402,7 @@ func (m *Machine) verdict(o Outcome, err error, cf, calls, fails, slw uint64) (r
 // without applying it: always when it would (and when ShouldTrip would be
 // asked, which it cannot ask twice), never for a stale report or one that
 // does not find the circuit closed.
-func (m *Machine) mayOpen(now time.Time, p Permit, o Outcome, err error, elapsed time.Duration) bool {
+func (m *Machine) mayOpen(now time.Time, p Permit, o Outcome, hint, elapsed time.Duration) bool {
 	if p.Gen != m.gen || p.Probe != 0 || m.state != Closed || o == Ignored {
 		return false
 	}
@@ -416,7 +420,7 @@ func (m *Machine) mayOpen(now time.Time, p Permit, o Outcome, err error, elapsed
 	if m.win != nil {
 		calls, fails, slw = m.win.with(now, o == Failure, slow)
 	}
-	_, _, trip := m.verdict(o, err, cf, calls, fails, slw)
+	_, _, trip := m.verdict(o, hint, cf, calls, fails, slw)
 	return trip
 }
 
