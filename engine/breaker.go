@@ -35,13 +35,15 @@ import (
 // A Breaker is safe for concurrent use. Close it when done with it (or
 // close the Engine it came from) to stop its goroutine and timers.
 type Breaker struct {
-	cfg    *Config // normalized, possibly shared; never changed
-	mock   bool    // the clock is driven by hand, so a snapshot can lag it
-	quick  bool    // no slow-call policy, no time-based window: quiet outcomes always tally
-	custom bool    // made by Engine.NewBreaker with its own Config
-	rate   bool    // a rate policy is on: some successes must wait (see snapshot.mayTrip)
-	timed  bool    // a time-based window: tallies hold only within its bucket (see snapshot.bucketStart)
-	lean   bool    // only the consecutive-failure policy: failures may tally too (see Breaker.failure)
+	cfg *Config // normalized, possibly shared; never changed
+	// idle is an Engine's idle sweeps since a call was last admitted. It
+	// is the breaker's, not a snapshot's: an admission that clears it must
+	// not land on a snapshot being replaced.
+	idle   atomic.Uint32
+	mock   bool // the clock is driven by hand, so a snapshot can lag it
+	quick  bool // no slow-call policy, no time-based window: quiet outcomes always tally
+	rate   bool // a rate policy is on: some successes must wait (see snapshot.mayTrip)
+	lean   bool // only the consecutive-failure policy: failures may tally too (see Breaker.failure)
 	slowAt time.Duration
 
 	snap     atomic.Pointer[snapshot]
@@ -89,10 +91,9 @@ type snapshot struct {
 	rej   *stripes   // where rejections decided from it are counted
 
 	successes, ignored atomic.Int64
-	full               atomic.Bool   // HalfOpen with every probe slot taken
-	mayTrip            atomic.Bool   // Closed, and a success could still trip a rate policy
-	idle               atomic.Uint32 // an Engine's idle sweeps since a call was last admitted
-	stop               bool          // the breaker is closed
+	full               atomic.Bool // HalfOpen with every probe slot taken
+	mayTrip            atomic.Bool // Closed, and a success could still trip a rate policy
+	stop               bool        // the breaker is closed
 
 	// What the common paths touch fits the first cache line; the second
 	// is for lean breakers only (see Breaker.failure).
@@ -230,12 +231,15 @@ func newBreaker(name string, cfg *Config) *Breaker {
 	_, b.mock = cfg.Clock.(*clock.Mock)
 	b.quick = cfg.SlowCallThreshold == 0 && cfg.WindowDuration == 0
 	b.rate = cfg.ratePolicy()
-	b.timed = cfg.WindowDuration > 0
 	b.lean = b.quick && !b.rate && cfg.WindowSize == 0 && cfg.ShouldTrip == nil && cfg.FailureThreshold > 0
 	b.snap.Store(b.newSnapshot(b.now().Now()))
 	b.act.Init(mailbox, (*breakerActor)(b))
 	return b
 }
+
+// timed reports whether the breaker has a time-based window: tallies hold
+// only within its bucket (see snapshot.bucketStart).
+func (b *Breaker) timed() bool { return b.cfg.WindowDuration > 0 }
 
 // realTime is the clock of breakers configured without one.
 var realTime = clock.New()
@@ -468,8 +472,8 @@ func (b *Breaker) admit(ctx context.Context, c *call) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.idle.Load() != 0 { // written once per sweep, so the line stays shared
-		s.idle.Store(0)
+	if b.idle.Load() != 0 { // written once per sweep, so the line stays shared
+		b.idle.Store(0)
 	}
 	c.permit, c.b, c.snap = Permit{Gen: s.gen}, b, s
 	if b.slowAt > 0 {
@@ -554,7 +558,7 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	p := c.permit
 	var now time.Time
 	var elapsed time.Duration
-	if b.slowAt > 0 || b.timed {
+	if b.slowAt > 0 || b.timed() {
 		now = b.now().Now()
 	}
 	if b.slowAt > 0 {
@@ -578,7 +582,7 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 		}
 	}
 	s := c.snap
-	if b.timed && s != nil {
+	if b.timed() && s != nil {
 		// A tally on the snapshot of a time-based window counts in the
 		// bucket the snapshot was published in, so it is taken only within
 		// that bucket; the first outcome after it goes as a message, which
@@ -599,23 +603,19 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	if quiet && s != nil && (o == Ignored || !b.quick) && s.tally(o) {
 		return
 	}
-	if s != nil && s.ignored.Load() < 0 {
-		// The snapshot was retired meanwhile, so the tally was refused. If
-		// it is still the current one, it was sealed while the breaker
-		// applies a message that may change the generation (see
-		// Breaker.sealIf): wait until the outcome is applied, so that the
-		// caller does not see the closed state that this outcome came
-		// after. Once replaced, what replaced it is what the caller sees.
-		// (If only a new bucket replaced it, the success counts there, and
-		// may be the one that trips.)
-		quiet = quiet && b.snap.Load() != s && !(b.timed && b.rate && o == Success)
-	}
 	m := b.newMsg(mReport)
 	m.permit, m.outcome, m.err, m.hint, m.elapsed = p, o, err, hint, elapsed
-	// A lean breaker's success that comes as a message waits all the same:
-	// the caller's next failures are tallied, and must not be folded
-	// before it (see Breaker.tallyLast).
-	if quiet && !(b.lean && o == Success) {
+	// An outcome that cannot change the state but could not be tallied
+	// either (its snapshot was retired, or sealed while the breaker decides
+	// a message that may change the generation; its call ended outside the
+	// snapshot's bucket; a message admitted it) waits until applied, unless
+	// its generation is over already. Sent without waiting, it could land
+	// behind the message being decided while its caller goes on to see
+	// the closed state it came before (see Breaker.sealIf); a lean
+	// breaker's success also must not be folded after the caller's next
+	// failures (see Breaker.tallyLast). A stale one changes nothing, and
+	// what replaced its generation is already visible.
+	if quiet && b.snap.Load().gen != p.Gen {
 		b.send(m)
 		return
 	}
@@ -879,7 +879,6 @@ func (b *Breaker) publish(now time.Time) {
 	t := now.UnixNano()
 	if s := b.snap.Load(); s.gen != b.m.Generation() || s.bucketEnd != 0 && (t < s.bucketStart || t >= s.bucketEnd) || s.ignored.Load() < 0 {
 		ns := b.newSnapshot(now)
-		ns.idle.Store(s.idle.Load()) // a new bucket is no call
 		b.snap.Store(ns)
 		b.fold(now, s, retired)
 	}
@@ -977,7 +976,7 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 // only see fall within a snapshot; see Machine.SuccessMayTrip).
 func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 	s := &snapshot{state: b.m.State(), gen: b.m.Generation()}
-	if b.timed && s.state == Closed {
+	if b.timed() && s.state == Closed {
 		w := b.m.win.width
 		s.bucketStart = now.UnixNano() / w * w
 		s.bucketEnd = s.bucketStart + w

@@ -222,7 +222,7 @@ func (e *Engine) handle(m engineMsg) {
 				r.b, r.err = nil, ErrDuplicate
 			}
 		} else {
-			r.b = e.add(m.name, m.cfg, m.custom)
+			r.b = e.add(m.name, m.cfg)
 		}
 		actor.Reply(m.reply, r)
 	case eTransition:
@@ -242,9 +242,8 @@ func (e *Engine) handle(m engineMsg) {
 	}
 }
 
-func (e *Engine) add(name string, cfg *Config, custom bool) *Breaker {
+func (e *Engine) add(name string, cfg *Config) *Breaker {
 	b := newBreaker(name, cfg)
-	b.custom = custom
 	b.engine = e
 	e.breakers.Store(name, b)
 	return b
@@ -278,7 +277,7 @@ func (e *Engine) evictIdle() {
 	e.breakers.Range(func(_, v any) bool {
 		b := v.(*Breaker)
 		s := b.snap.Load()
-		if b.custom || b.cfg.OnStateChange != nil || s.state != Closed || s.stop || s.idle.Add(1) <= idleSweeps {
+		if b.cfg != e.defaults /* made by NewBreaker */ || b.cfg.OnStateChange != nil || s.state != Closed || s.stop || b.idle.Add(1) <= idleSweeps {
 			return true
 		}
 		e.forget(b)

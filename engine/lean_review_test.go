@@ -1028,22 +1028,8 @@ func TestLeanReviewUnknownOutcomeWaitsAsAFailure(t *testing.T) {
 // circuit, folds the tallies and retires them: G2's success, refused,
 // waits for the decision.
 func TestLeanReviewSuccessTalliedWhileAFailureTrips(t *testing.T) {
-	entered, gate := make(chan struct{}), make(chan struct{})
-	var asked atomic.Int32
-	b := newTestBreaker(t, Config{ShouldTrip: func(c Counts) bool {
-		if asked.Add(1) == 2 { // F2
-			close(entered)
-			<-gate
-		}
-		return c.ConsecutiveFailures >= 2
-	}})
-	defer func() {
-		select {
-		case <-gate:
-		default:
-			close(gate)
-		}
-	}()
+	cfg, entered, release := heldDecider(t, Config{})
+	b := newTestBreaker(t, cfg)
 
 	require.ErrorIs(t, b.Call(fail), errBoom) // F1
 	f2Done := make(chan error, 1)
@@ -1051,31 +1037,7 @@ func TestLeanReviewSuccessTalliedWhileAFailureTrips(t *testing.T) {
 	_, held := within(entered, 5*time.Second)
 	require.True(t, held, "the breaker is deciding on F2")
 
-	type seen struct {
-		state State
-		err   error
-	}
-	g2 := make(chan seen, 1)
-	go func() {
-		_ = b.Call(succeed)
-		s := seen{state: b.State()}
-		s.err = b.Call(succeed)
-		g2 <- s
-	}()
-	saw, returned := within(g2, 100*time.Millisecond)
-	close(gate)
-	require.ErrorIs(t, <-f2Done, errBoom)
-	if !returned {
-		saw = <-g2
-	}
-	c := b.Counts()
-	if c.Trips == 0 {
-		assert.Zero(t, c.Stale, "no trip: G2's outcomes count")
-		assert.Equal(t, uint64(2), c.Successes)
-		return
-	}
-	assert.Equal(t, Open, saw.state, "G2's success came after the trip, so G2 must see it (counts %+v)", c)
-	assert.ErrorIs(t, saw.err, ErrOpen, "and G2's next call must be refused")
+	g2SeesTheDecision(t, b, func() { _ = b.Call(succeed) }, release, f2Done)
 }
 
 // flipRetry is a failure whose Retry-After hint changes between reads:
@@ -1110,4 +1072,95 @@ func TestLeanReviewRetryAfterIsReadOnce(t *testing.T) {
 	require.Error(t, b.Call(func() error { return f }))
 	assert.Equal(t, int32(1), f.calls.Load(), "the hint is read once")
 	assert.Zero(t, b.Counts().Trips, "with no hint, one failure in eleven opens nothing")
+}
+
+// 38c58fa: a tally refused by a snapshot that had been replaced was sent
+// without waiting, on the ground that "the caller sees what replaced it".
+// But what replaced it may be sealed already, by a message the breaker is
+// deciding on: the outcome is then queued behind that message.
+//
+//	G2 is admitted (a Ticket) under snapshot s1
+//	F1 fails: ShouldTrip is set, so the breaker seals s1, asks (1
+//	   consecutive failure: no), and replaces s1 with s2, same generation
+//	F2 fails: the breaker seals s2 and is held inside ShouldTrip
+//	G2 reports a success: s1's tally refuses it; the current snapshot (s2)
+//	   is not s1, so the success is sent without waiting, behind F2.
+//	   G2 reads State = Closed (s2 is sealed, not replaced) and is admitted
+//	F2's ShouldTrip returns true: open; G2's success is applied after it,
+//	   as stale.
+//
+// As in TestLeanReviewSuccessTalliedWhileAFailureTrips, G2 saw the circuit
+// closed after its success, which counted as coming after the trip (and
+// would have broken the run that tripped it).
+func TestLeanReviewRefusedTallyBehindTheNextSeal(t *testing.T) {
+	cfg, entered, release := heldDecider(t, Config{})
+	b := newTestBreaker(t, cfg)
+
+	tk, err := b.Admit(context.Background()) // G2's call, under s1
+	require.NoError(t, err)
+	s1 := b.snap.Load()
+	require.ErrorIs(t, b.Call(fail), errBoom) // F1: seals s1, no trip
+	require.NotSame(t, s1, b.snap.Load(), "F1 replaced the sealed snapshot")
+
+	f2Done := make(chan error, 1)
+	go func() { f2Done <- b.Call(fail) }()
+	_, held := within(entered, 5*time.Second)
+	require.True(t, held, "the breaker is deciding on F2")
+
+	g2SeesTheDecision(t, b, func() { tk.Report(nil) }, release, f2Done)
+}
+
+// heldDecider returns cfg with a ShouldTrip that opens the circuit on two
+// failures in a row, and that holds the breaker, while it decides on the
+// second failure it is asked about (F2), until release is called (at the
+// latest when the test ends). entered is closed once it holds.
+func heldDecider(t *testing.T, cfg Config) (_ Config, entered <-chan struct{}, release func()) {
+	in, gate := make(chan struct{}), make(chan struct{})
+	var asked atomic.Int32
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	cfg.ShouldTrip = func(c Counts) bool {
+		if asked.Add(1) == 2 {
+			close(in)
+			<-gate
+		}
+		return c.ConsecutiveFailures >= 2
+	}
+	return cfg, in, release
+}
+
+// g2SeesTheDecision runs G2 (success, then State, then another call) while
+// the breaker is held deciding F2, releases it, and checks that what G2
+// saw agrees with a sequential order: either G2's outcomes came before F2
+// (then F1, S, F2 is no run of two: no trip, nothing stale), or G2's
+// success came after the trip, and then G2 saw it and its next call was
+// refused.
+func g2SeesTheDecision(t *testing.T, b *Breaker, success func(), release func(), f2Done <-chan error) {
+	t.Helper()
+	type seen struct {
+		state State
+		err   error
+	}
+	g2 := make(chan seen, 1)
+	go func() {
+		success()
+		s := seen{state: b.State()}
+		s.err = b.Call(succeed)
+		g2 <- s
+	}()
+	saw, returned := within(g2, 100*time.Millisecond)
+	release()
+	require.ErrorIs(t, <-f2Done, errBoom)
+	if !returned {
+		saw = <-g2
+	}
+	c := b.Counts()
+	if c.Trips == 0 {
+		assert.Zero(t, c.Stale, "no trip: G2's outcomes count")
+		assert.Equal(t, uint64(2), c.Successes)
+		return
+	}
+	assert.Equal(t, Open, saw.state, "G2's success came after the trip, so G2 must see it (counts %+v)", c)
+	assert.ErrorIs(t, saw.err, ErrOpen, "and G2's next call must be refused")
 }

@@ -65,7 +65,7 @@ func TestWindowReviewLateTallyIsNotJudgedOnAReusedBucket(t *testing.T) {
 		FailureRateThreshold: 0.5, WindowDuration: 4 * time.Second, WindowBuckets: 4, MinimumCalls: 3,
 		Clock: clk,
 	})
-	require.True(t, b.timed && b.rate && !b.lean)
+	require.True(t, b.timed() && b.rate && !b.lean)
 	sub := b.Subscribe(t.Context())
 	at := func(d time.Duration) { mock.Set(base.Add(d)) }
 
@@ -135,4 +135,41 @@ func TestWindowReviewLateTallyIsNotJudgedOnAReusedBucket(t *testing.T) {
 		assert.Equal(t, Open, fSaw, "State after the transition to Open was handed out")
 		assert.False(t, fAdmitted, "a call admitted after the transition to Open was handed out")
 	}
+}
+
+// TestLeanReviewSuccessTalliedWhileAFailureTrips, on a time-based window
+// without a rate policy, with G2's success ending in the bucket after the
+// current snapshot's.
+//
+//	t=0.5  F1 fails (ShouldTrip: 1 consecutive, no)
+//	t=1.5  F2 fails; the breaker folds, seals the bucket-0 snapshot (ShouldTrip
+//	       is set, so mayOpen says yes) and is held inside ShouldTrip
+//	       G2 succeeds: report re-picks the current (sealed) snapshot, finds
+//	       1.5 outside its bucket, s = nil, and with no rate policy the
+//	       success is quiet: sent without waiting, before the refused-tally
+//	       check (which needs s != nil) can make it wait. G2 returns, reads
+//	       State = Closed, and is admitted again.
+//	       F2's ShouldTrip returns true: open. G2's successes are then
+//	       applied after the trip, as stale.
+//
+// G2 saw the circuit closed after its success, yet its success counted as
+// coming after the trip: the order the seal exists to rule out. That was
+// so at 38c58fa; now an outcome that cannot be tallied waits unless its
+// generation is over.
+func TestWindowReviewSuccessOutsideTheBucketWhileAFailureTrips(t *testing.T) {
+	mock := clock.NewMock()
+	mock.Set(time.Unix(1000, int64(500*time.Millisecond)))
+	cfg, entered, release := heldDecider(t, Config{Clock: mock, WindowDuration: 4 * time.Second, WindowBuckets: 4})
+	b := newTestBreaker(t, cfg)
+	require.True(t, b.timed())
+	require.False(t, b.rate)
+
+	require.ErrorIs(t, b.Call(fail), errBoom) // F1
+	mock.Add(time.Second)                     // t=1.5: the next bucket; the snapshot is still bucket 0's
+	f2Done := make(chan error, 1)
+	go func() { f2Done <- b.Call(fail) }()
+	_, held := within(entered, 5*time.Second)
+	require.True(t, held, "the breaker is deciding on F2")
+
+	g2SeesTheDecision(t, b, func() { _ = b.Call(succeed) }, release, f2Done)
 }
