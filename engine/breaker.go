@@ -501,6 +501,7 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot, c *call) error {
 		return r.err
 	}
 	c.permit, c.b = r.permit, b
+	b.idle.Store(0) // a probe, or a call admitted as the circuit closed, is a call too
 	if ctx.Err() != nil {
 		// Granted to a caller that gave up meanwhile: hand the slot back.
 		c.finish(Ignored, ctx.Err())

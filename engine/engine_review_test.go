@@ -65,3 +65,41 @@ func TestEngineReviewAdmissionAsTheSnapshotIsReplaced(t *testing.T) {
 		}
 	})
 }
+
+// A probe is an admission too: a breaker that recovers through a probe
+// call must not be forgotten sooner than d after that call.
+//
+// f72718c: only the closed fast path (Breaker.admit) cleared the count; a
+// call admitted by a message (admitSlow: every half-open probe) did not,
+// and the count the sweeps left while the circuit was closed survived the
+// open period (sweeps skip open breakers but do not clear the count).
+//
+//	t=0      x is made; no call
+//	t=30,60  sweeps: idle 1, 2
+//	t=61     x is tripped (Trip, or fleet ForceOpen)
+//	t=66     half-open; a probe call is admitted by a message and
+//	         succeeds: closed, idle still 2
+//	t=90     sweep: idle 3 > 2: x is forgotten, 24 s after its call (d = 1m)
+func TestEngineReviewProbeAdmissionKeepsTheBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newTestEngine(t, Config{FailureThreshold: 1, RecoveryTimeout: 5 * time.Second}, WithIdleTimeout(time.Minute))
+		b := e.Breaker("x")
+		time.Sleep(61 * time.Second)
+		synctest.Wait()
+		require.Equal(t, uint32(2), b.idle.Load(), "two sweeps without a call")
+		b.Trip()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		require.Equal(t, HalfOpen, b.State())
+		require.NoError(t, b.Call(succeed)) // the probe, at t=66
+		require.Equal(t, Closed, b.State())
+
+		time.Sleep(25 * time.Second) // the sweep at 90
+		synctest.Wait()
+		got, ok := e.Lookup("x")
+		assert.True(t, ok, "x admitted a call 24 s ago (d = 1m): it must be kept (idle=%d)", b.idle.Load())
+		if ok {
+			assert.Same(t, b, got)
+		}
+	})
+}
