@@ -107,6 +107,27 @@ func (a *Actor[M]) run() {
 	}
 }
 
+// TryHandle handles m on the calling goroutine if the actor is idle (no
+// message queued or being handled, not stopping), and reports whether it
+// did; if not, the caller sends m as usual. A request to an idle actor so
+// costs no goroutine start and no hand-off: the caller runs the handler
+// itself, as the goroutine that would have been started for m would, and
+// nothing else runs the actor meanwhile. Messages sent while it does are
+// handled after m, by a goroutine started for them. If the handler
+// panics, the actor is released before the panic goes on.
+func (a *Actor[M]) TryHandle(m M) bool {
+	if !a.pending.CompareAndSwap(0, 1) {
+		return false
+	}
+	defer func() {
+		if a.pending.Add(-1) != 0 {
+			go a.run() // queued meanwhile, or a stop request
+		}
+	}()
+	a.h.Handle(m)
+	return true
+}
+
 // Send queues m. It waits while the mailbox is full, and returns ctx.Err()
 // if ctx is done first, or [ErrStopped] if the actor stops first. Messages
 // one goroutine sends are handled in the order it sent them.

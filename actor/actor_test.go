@@ -524,3 +524,88 @@ func TestIdleActorsHoldNoGoroutine(t *testing.T) {
 		}
 	})
 }
+
+func TestTryHandleRunsOnTheCallerWhenIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var ranOn uint64
+		a := Start(1, func(int) { ranOn = goid() }, nil)
+		defer a.Stop()
+		require.True(t, a.TryHandle(1))
+		assert.Equal(t, goid(), ranOn, "an idle actor's request runs on the caller")
+		assert.True(t, a.Idle())
+	})
+}
+
+func TestTryHandleRefusesWhileBusy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, handled, gate := blockedActor(t, 1, 1, nil)
+		assert.False(t, a.TryHandle(2), "another goroutine runs the actor")
+		close(gate)
+		synctest.Wait()
+		assert.Equal(t, []int{1}, *handled)
+		a.Stop()
+	})
+}
+
+// Messages sent while a caller handles its own are handled after it, in
+// order, by a goroutine started for them; and a stop requested meanwhile
+// is honoured.
+func TestTryHandleHandsOnWhatCameMeanwhile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var got []int
+		var a *Actor[int]
+		exited := false
+		a = Start(4, func(m int) {
+			got = append(got, m)
+			if m == 1 { // handled on the caller: others send meanwhile
+				require.NoError(t, a.Send(t.Context(), 2))
+				require.NoError(t, a.Send(t.Context(), 3))
+			}
+		}, func() { exited = true })
+		require.True(t, a.TryHandle(1))
+		synctest.Wait()
+		assert.Equal(t, []int{1, 2, 3}, got)
+		assert.True(t, a.Idle())
+		a.Stop()
+		assert.True(t, exited)
+	})
+}
+
+func TestTryHandleStopRequestedMeanwhile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		entered, gate := make(chan struct{}), make(chan struct{})
+		exited := false
+		a := Start(1, func(int) { close(entered); <-gate }, func() { exited = true })
+		go a.TryHandle(1)
+		<-entered
+		stopped := make(chan struct{})
+		go func() { a.Stop(); close(stopped) }()
+		synctest.Wait() // Stop waits for the caller to finish
+		select {
+		case <-stopped:
+			t.Fatal("Stop returned while a caller was still handling a message")
+		default:
+		}
+		close(gate)
+		<-stopped
+		assert.True(t, exited)
+		assert.False(t, a.TryHandle(2), "a stopped actor handles nothing more")
+	})
+}
+
+func TestTryHandleReleasesTheActorWhenTheHandlerPanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var got []int
+		a := Start(1, func(m int) {
+			if m == 1 {
+				panic("boom")
+			}
+			got = append(got, m)
+		}, nil)
+		defer a.Stop()
+		assert.PanicsWithValue(t, "boom", func() { a.TryHandle(1) })
+		require.NoError(t, a.Send(t.Context(), 2))
+		synctest.Wait()
+		assert.Equal(t, []int{2}, got, "the actor still runs")
+	})
+}

@@ -8,7 +8,9 @@
 // or [Ask] (request and reply). Every wait selects on the caller's context
 // and on the actor's exit, so no caller blocks forever on an actor that has
 // stopped. The goroutine lives only while there are messages to handle, so
-// an idle actor costs a few hundred bytes and no goroutine.
+// an idle actor costs a few hundred bytes and no goroutine; and a caller
+// that finds it idle can handle a request itself with [Actor.TryHandle],
+// sparing the goroutine start and the hand-off.
 //
 // Two helpers carry values out of an actor without ever blocking it:
 //

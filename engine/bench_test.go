@@ -245,3 +245,13 @@ func BenchmarkEngineLookup(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCountsIdle is Counts on a breaker with nothing queued, as a
+// metrics scrape or fleet mode asks every breaker of an Engine: the asking
+// goroutine handles the request itself.
+func BenchmarkCountsIdle(b *testing.B) {
+	br := benchBreaker(b, Config{})
+	for b.Loop() {
+		_ = br.Counts()
+	}
+}

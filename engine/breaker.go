@@ -684,6 +684,11 @@ func (b *Breaker) ask(ctx context.Context, m *msg) (reply, error) {
 	if m.reply == nil {
 		m.reply = make(chan reply, 1)
 	}
+	if b.act.TryHandle(m) { // the breaker was idle: this goroutine handled m
+		r := <-m.reply
+		b.recycle(m)
+		return r, nil
+	}
 	if err := b.act.Send(ctx, m); err != nil {
 		b.recycle(m)
 		if err == actor.ErrStopped {
