@@ -119,11 +119,22 @@ func (a *Actor[M]) TryHandle(m M) bool {
 	if !a.pending.CompareAndSwap(0, 1) {
 		return false
 	}
-	defer func() {
+	release := func() {
 		if a.pending.Add(-1) != 0 {
 			go a.run() // queued meanwhile, or a stop request
 		}
-	}()
+	}
+	// The count is not tied to particular messages: one queued by a
+	// sender still inside Send, not yet counted, lets another's count go
+	// to a goroutine that handles it and ends with the counted one still
+	// queued. Once claimed, nothing else takes from the mailbox, so what
+	// was queued before (by this goroutine too) is seen here, and goes
+	// first.
+	if len(a.inbox) != 0 {
+		release()
+		return false
+	}
+	defer release()
 	a.h.Handle(m)
 	return true
 }
@@ -178,7 +189,7 @@ func (a *Actor[M]) Stop() {
 
 // Idle reports whether the actor has no message queued or being handled.
 // It is a moment's view: another goroutine may send one right after.
-func (a *Actor[M]) Idle() bool { return a.pending.Load() == 0 }
+func (a *Actor[M]) Idle() bool { return a.pending.Load() == 0 && len(a.inbox) == 0 }
 
 // Done is closed once the actor has stopped.
 func (a *Actor[M]) Done() <-chan struct{} { return a.done }

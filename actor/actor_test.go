@@ -609,3 +609,34 @@ func TestTryHandleReleasesTheActorWhenTheHandlerPanics(t *testing.T) {
 		assert.Equal(t, []int{2}, got, "the actor still runs")
 	})
 }
+
+// A message queued by the caller itself before TryHandle must be handled
+// before the caller's TryHandle message: Send's contract is "messages one
+// goroutine sends are handled in the order it sent them". The pending
+// count is not tied to particular messages: while another sender sits between
+// `a.inbox <- m` and `a.schedule()` (simulated here by queueing B directly,
+// exactly Send's first half), the goroutine handles B on X's count and
+// goes idle with X still in the mailbox, pending at 0. At 752b290,
+// TryHandle(Y) claimed the actor and handled Y before X, which this
+// goroutine sent first; now it sees X queued and declines.
+func TestTryHandleKeepsEachSendersOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var got []string
+		a := Start(4, func(m string) { got = append(got, m) }, nil)
+
+		a.inbox <- "B" // another sender, queued but not yet counted (inside Send)
+		require.NoError(t, a.Send(t.Context(), "X"))
+		synctest.Wait() // the goroutine handled B on X's count and ended
+
+		ran := a.TryHandle("Y") // same goroutine that sent X
+		if !ran {
+			require.NoError(t, a.Send(t.Context(), "Y"))
+		}
+		a.schedule() // B's sender finishes its Send
+		synctest.Wait()
+		a.Stop()
+
+		assert.False(t, ran, "X was still queued: the actor was not idle")
+		assert.Equal(t, []string{"B", "X", "Y"}, got, "Y overtook X, sent earlier by the same goroutine")
+	})
+}

@@ -89,7 +89,8 @@ type Config struct {
 	// closed state and opens the circuit when it returns true. It runs on
 	// the breaker's goroutine: keep it quick and do not call the breaker
 	// from it (nor report an outcome to it: the breaker would wait on
-	// itself). Since the breaker cannot tell beforehand what it will say,
+	// itself), and do not let it panic: the panic reaches whichever
+	// goroutine is running the breaker, a caller's or its own. Since the breaker cannot tell beforehand what it will say,
 	// every failure or slow call is then handled as one that may open the
 	// circuit: its caller waits, and calls ending meanwhile wait with it.
 	// The built-in policies tell, and cost less.
