@@ -3,9 +3,10 @@
 // [Ask], and end it with [Actor.Stop].
 //
 // An [Actor] is a typed mailbox and the goroutine that handles it. Everything
-// the actor owns is touched only by that goroutine, so it needs no locks;
-// other goroutines talk to it with [Actor.Send] (fire and forget, in order)
-// or [Ask] (request and reply). Every wait selects on the caller's context
+// the actor owns is touched only by the goroutine running it, one at a
+// time, so it needs no locks; other goroutines talk to it with [Actor.Send]
+// (fire and forget, in order) or [Ask] (request and reply), or handle a
+// request themselves with [Actor.TryHandle] when it is idle. Every wait selects on the caller's context
 // and on the actor's exit, so no caller blocks forever on an actor that has
 // stopped. The goroutine lives only while there are messages to handle, so
 // an idle actor costs a few hundred bytes and no goroutine; and a caller

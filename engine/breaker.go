@@ -807,7 +807,8 @@ type breakerActor Breaker
 func (a *breakerActor) Handle(m *msg) { (*Breaker)(a).handle(m) }
 func (a *breakerActor) Exit()         { (*Breaker)(a).exit() }
 
-// handle runs on the breaker's goroutine for every message.
+// handle runs for every message, on whichever goroutine runs the breaker:
+// its own, or a caller that found it idle (see Breaker.ask).
 func (b *Breaker) handle(m *msg) {
 	now := b.now().Now()
 	b.fold(now, b.snap.Load(), 0)

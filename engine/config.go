@@ -87,10 +87,11 @@ type Config struct {
 
 	// ShouldTrip, if set, is asked after every failure or slow call in the
 	// closed state and opens the circuit when it returns true. It runs on
-	// the breaker's goroutine: keep it quick and do not call the breaker
-	// from it (nor report an outcome to it: the breaker would wait on
-	// itself), and do not let it panic: the panic reaches whichever
-	// goroutine is running the breaker, a caller's or its own. Since the breaker cannot tell beforehand what it will say,
+	// whichever goroutine is running the breaker (its own, or a caller
+	// that found it idle): keep it quick, do not call the breaker from it
+	// (nor report an outcome to it: the breaker would wait on itself), and
+	// do not let it panic, since the panic reaches that goroutine. Since
+	// the breaker cannot tell beforehand what it will say,
 	// every failure or slow call is then handled as one that may open the
 	// circuit: its caller waits, and calls ending meanwhile wait with it.
 	// The built-in policies tell, and cost less.

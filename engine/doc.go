@@ -1,5 +1,5 @@
 // Package engine is a circuit breaker built as an actor: each breaker's
-// state is owned by one goroutine, callers talk to it over channels (or read
+// state is owned by one goroutine at a time, callers talk to it over channels (or read
 // a snapshot it publishes), and every state change is published to
 // subscribers as an ordered stream. Start with [NewBreaker] and
 // [Breaker.Do]; use [New] for an [Engine] that hosts many named breakers.
@@ -54,8 +54,9 @@
 //     subscribers see them in order, and one that falls behind loses some
 //     (counted in [Transition.Missed]) rather than slowing the breaker.
 //     Neither runs on a caller's goroutine.
-//   - There are no locks: the breaker's goroutine is the only writer of
-//     its state, and the fast paths read a snapshot it publishes.
+//   - There are no locks: whichever goroutine runs the breaker (its own,
+//     or a caller that found it idle) is the only writer of its state, one
+//     at a time, and the fast paths read a snapshot it publishes.
 //
 // [Machine] is the state machine alone, with no goroutine and no clock of
 // its own, for tests and simulations that drive time themselves.

@@ -22,7 +22,9 @@ import (
 // sequential order of the operations implies. Two hooks a user can supply
 // pin the interleaving down: an error's RetryAfter method, which a failing
 // caller runs on its way to report the failure, and Config.Clock, whose
-// Now the breaker's goroutine reads at the start of every message. Holding
+// Now is read at the start of every message by whichever goroutine handles
+// it (the breaker's, or the asking caller's if it found the breaker idle),
+// and, with ShouldTrip, ShouldTrip, asked while a failure is decided. Holding
 // either one does what a preempted goroutine does anyway; the hooks only
 // make it happen every time. Waits on the breaker are bounded, so an
 // implementation that orders things differently is not deadlocked by the
@@ -30,8 +32,8 @@ import (
 
 // gatedErr is a failure whose RetryAfter call number at waits until gate
 // is closed: the first (made by the failing caller on its way to report
-// the failure) unless set otherwise. Other calls (the breaker's goroutine
-// may read the hint again) return at once.
+// the failure; the breaker reads it only then) unless set otherwise. Other
+// calls return at once.
 type gatedErr struct {
 	calls   atomic.Int32
 	at      int32 // the call that waits
@@ -62,9 +64,9 @@ func (pastRetry) Error() string             { return "503, retry-after already p
 func (pastRetry) RetryAfter() time.Duration { return -time.Second }
 
 // holdClock is real time whose Now, once armed, blocks its first caller
-// until released. Of a lean breaker only its own goroutine reads the clock
-// (at the start of every message), so arming it stops the breaker just
-// before it applies the next message.
+// until released. A lean breaker reads the clock only at the start of
+// every message, on whichever goroutine handles it, so arming it stops the
+// breaker just before it applies the next message.
 type holdClock struct {
 	clock.Clock
 	armed atomic.Pointer[hold] // not taken yet
