@@ -684,6 +684,10 @@ func (b *Breaker) ask(ctx context.Context, m *msg) (reply, error) {
 	if m.reply == nil {
 		m.reply = make(chan reply, 1)
 	}
+	if err := ctx.Err(); err != nil {
+		b.recycle(m) // as Send would have, had it picked ctx
+		return reply{}, err
+	}
 	if b.act.TryHandle(m) { // the breaker was idle: this goroutine handled m
 		r := <-m.reply
 		b.recycle(m)
