@@ -565,10 +565,11 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	if b.slowAt > 0 {
 		elapsed = now.Sub(c.start)
 	}
-	// A Retry-After hint that is not positive asks for no wait: the
-	// failure is a plain one, and tallies like one. (As a message while
-	// room is left, it would be re-tallied after failures that took that
-	// room meanwhile, past the limit; see Breaker.tallyLast.)
+	// The Retry-After hint is read once, here, and travels with the
+	// message: an error's method may compute it afresh at each read, and
+	// every step deciding on it must see one value. A hint that is not
+	// positive asks for no wait: the failure is a plain one, and tallies
+	// like one.
 	var hint time.Duration
 	if o == Failure {
 		hint = retryAfter(err)
@@ -612,7 +613,7 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	// snapshot's bucket; a message admitted it) waits until applied, unless
 	// its generation is over already. Sent without waiting, it could land
 	// behind the message being decided while its caller goes on to see
-	// the closed state it came before (see Breaker.sealIf); a lean
+	// the closed state it came before (see Breaker.seal); a lean
 	// breaker's success also must not be folded after the caller's next
 	// failures (see Breaker.tallyLast). A stale one changes nothing, and
 	// what replaced its generation is already visible.
@@ -822,7 +823,9 @@ func (b *Breaker) handle(m *msg) {
 		r.permit, r.err = b.m.Admit(now)
 	case mReport:
 		if !b.tallyLast(now, m) {
-			b.sealIf(now, b.m.mayOpen(now, m.permit, m.outcome, m.hint, m.elapsed))
+			if b.m.mayOpen(now, m.permit, m.outcome, m.hint, m.elapsed) {
+				b.seal(now)
+			}
 			b.m.report(now, m.permit, m.outcome, m.err, m.hint, m.elapsed)
 		}
 	case mState:
@@ -831,18 +834,18 @@ func (b *Breaker) handle(m *msg) {
 	case mCounts:
 		b.m.Advance(now)
 		r.counts = b.m.Counts(now)
-	case mReset:
-		b.sealIf(now, true)
-		b.m.Reset(now)
-	case mTrip:
-		b.sealIf(now, true)
-		b.m.Trip(now)
-	case mIsolate:
-		b.sealIf(now, true)
-		b.m.Isolate(now)
-	case mForceOpen:
-		b.sealIf(now, true)
-		b.m.ForceOpen(now, time.Unix(0, int64(m.elapsed)), m.err.Error())
+	case mReset, mTrip, mIsolate, mForceOpen:
+		b.seal(now)
+		switch m.kind {
+		case mReset:
+			b.m.Reset(now)
+		case mTrip:
+			b.m.Trip(now)
+		case mIsolate:
+			b.m.Isolate(now)
+		default:
+			b.m.ForceOpen(now, time.Unix(0, int64(m.elapsed)), m.err.Error())
+		}
 	case mSubscribe:
 		x := b.extras()
 		if x.hub == nil {
@@ -869,16 +872,15 @@ func (b *Breaker) handle(m *msg) {
 	b.recycle(m)
 }
 
-// sealIf, if may (the message about to be applied may change the
-// generation), folds the tallies of a closed circuit's snapshot and
-// retires them. Tallies are taken while the owner applies a message, and
+// seal, before a message that may change the generation, folds the
+// tallies of a closed circuit's snapshot and retires them. Tallies are taken while the owner applies a message, and
 // their callers may see the circuit closed afterwards, until publish: so
 // they come before that message in every order those callers can tell,
 // and must count before it decides, not as stale after it. Retired, the
 // snapshot turns later tallies into messages, which wait behind this one.
 // If the generation stays, publish replaces the snapshot all the same.
-func (b *Breaker) sealIf(now time.Time, may bool) {
-	if s := b.snap.Load(); may && s.state == Closed && !s.stop {
+func (b *Breaker) seal(now time.Time) {
+	if s := b.snap.Load(); s.state == Closed && !s.stop {
 		b.fold(now, s, retired)
 	}
 }
@@ -963,7 +965,9 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 			return true
 		}
 		b.fold(now, s, 0)
-		b.sealIf(now, b.m.mayOpen(now, m.permit, m.outcome, m.hint, m.elapsed))
+		if b.m.mayOpen(now, m.permit, m.outcome, m.hint, m.elapsed) {
+			b.seal(now)
+		}
 	}
 	b.m.report(now, m.permit, m.outcome, m.err, m.hint, m.elapsed)
 	if b.m.Generation() != s.gen {
