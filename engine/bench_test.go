@@ -72,9 +72,10 @@ func BenchmarkCallOpenParallel(b *testing.B) {
 
 // BenchmarkPoliciesParallel is closed-state calls, 8 goroutines per core,
 // under each kind of policy: all succeeding (the path that matters most),
-// and one in ten failing, the circuit staying closed. Under a rate policy
-// every failure waits for the breaker's goroutine, since it might trip it;
-// under consecutive failures only one that might reach the threshold does.
+// and one in ten failing, the circuit staying closed. Under a count
+// window every failure waits for the breaker's goroutine, since it might
+// trip it; under consecutive failures or a time window only one that might
+// open the circuit does.
 func BenchmarkPoliciesParallel(b *testing.B) {
 	for _, p := range []struct {
 		name string

@@ -24,8 +24,9 @@ import (
 // a snapshot of its state after every change; a call in the closed state
 // is admitted, and a call in the open state rejected, by reading that
 // snapshot. Successes in the closed state are recorded without waiting,
-// and so are failures when consecutive failures are the only policy and
-// the failure cannot reach the threshold; every outcome that could change
+// and so are failures that cannot open the circuit, when the policies are
+// consecutive failures or a failure rate over a time-based window; every
+// outcome that could change
 // the state (a failure that may open the circuit, a slow call, any probe,
 // a success that could trip a rate policy) waits until the breaker has
 // applied it. So when a call returns,
@@ -43,7 +44,7 @@ type Breaker struct {
 	mock   bool // the clock is driven by hand, so a snapshot can lag it
 	quick  bool // no slow-call policy, no time-based window: quiet outcomes always tally
 	rate   bool // a rate policy is on: some successes must wait (see snapshot.mayTrip)
-	lean   bool // only the consecutive-failure policy: failures may tally too (see Breaker.failure)
+	lean   bool // no policy needs each failure or their order: failures may tally too (see Breaker.failure)
 	slowAt time.Duration
 
 	snap     atomic.Pointer[snapshot]
@@ -109,8 +110,9 @@ type snapshot struct {
 	// bucketStart and bucketEnd bound, for a closed circuit with a
 	// time-based window, the window's bucket current when the snapshot was
 	// published, in Unix nanoseconds: outcomes are tallied here only within
-	// it, and folded into it. (No lean breaker has a window, so these share
-	// the lean group's line.)
+	// it, and folded into it. (They share the lean group's line: what a
+	// success under a time-based window reads, and what its failures write,
+	// are together there.)
 	bucketStart, bucketEnd int64
 
 	// 128 bytes in all, a size class the allocator aligns to 128, so the
@@ -231,7 +233,12 @@ func newBreaker(name string, cfg *Config) *Breaker {
 	_, b.mock = cfg.Clock.(*clock.Mock)
 	b.quick = cfg.SlowCallThreshold == 0 && cfg.WindowDuration == 0
 	b.rate = cfg.ratePolicy()
-	b.lean = b.quick && !b.rate && cfg.WindowSize == 0 && cfg.ShouldTrip == nil && cfg.FailureThreshold > 0
+	// Lean: consecutive failures, a failure rate over a time-based window,
+	// or both, and nothing else. A slow-call policy must time each failure
+	// and ShouldTrip see it; a count-based window must know the order of
+	// every call, which tallies lose.
+	b.lean = cfg.SlowCallThreshold == 0 && cfg.ShouldTrip == nil && cfg.WindowSize == 0 &&
+		(cfg.FailureThreshold > 0 || cfg.WindowDuration > 0 && cfg.FailureRateThreshold > 0)
 	b.snap.Store(b.newSnapshot(b.now().Now()))
 	b.act.Init(mailbox, (*breakerActor)(b))
 	return b
@@ -574,16 +581,10 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	if o == Failure {
 		hint = retryAfter(err)
 	}
-	if o == Failure && b.lean && p.Probe == 0 && hint <= 0 {
-		s := c.snap
-		if s == nil { // admitted by a message just as the circuit closed
-			s = b.snap.Load()
-		}
-		if s.gen == p.Gen && b.failure(s) {
-			return
-		}
-	}
 	s := c.snap
+	if s == nil && o == Failure && b.lean { // admitted by a message just as the circuit closed
+		s = b.snap.Load()
+	}
 	if b.timed() && s != nil {
 		// A tally on the snapshot of a time-based window counts in the
 		// bucket the snapshot was published in, so it is taken only within
@@ -593,17 +594,25 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 		if cur := b.snap.Load(); cur.gen == s.gen {
 			s = cur
 		}
-		if t := now.UnixNano(); t < s.bucketStart || t >= s.bucketEnd {
+		if !s.within(now.UnixNano()) {
 			s = nil
 		}
+	}
+	if o == Failure && b.lean && p.Probe == 0 && hint <= 0 && s != nil && s.gen == p.Gen && b.failure(s) {
+		return
 	}
 	// A success can trip a rate policy (it may be the call that fills the
 	// window up to MinimumCalls, and old buckets leaving a time-based
 	// window can raise the rate), so then it waits too.
 	mayTrip := o == Success && b.rate && (s == nil || s.mayTrip.Load())
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
-	if quiet && s != nil && (o == Ignored || !b.quick) && s.tally(o) {
-		return
+	if quiet && s != nil && (o == Ignored || !b.quick) {
+		if o == Success && b.lean {
+			s.saw(&s.runF, &s.failures)
+		}
+		if s.tally(o) {
+			return
+		}
 	}
 	m := b.newMsg(mReport)
 	m.permit, m.outcome, m.err, m.hint, m.elapsed = p, o, err, hint, elapsed
@@ -624,11 +633,12 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	_, _ = b.ask(context.Background(), m)
 }
 
-// failure tallies a closed-state failure of a lean breaker, whose only
-// policy is FailureThreshold consecutive failures, as successes are
-// tallied, if the failure cannot open the circuit. The breaker publishes
-// how far the failures tally may go before a failure could reach the
-// threshold, even if no success came between them; taking a place in the
+// failure tallies a closed-state failure of a lean breaker, whose
+// policies are consecutive failures, a failure rate over a time-based
+// window, or both, as successes are tallied, if the failure cannot open the
+// circuit. The breaker publishes how far the failures tally may go before a
+// failure could open it, in whatever order the tallied outcomes came (see
+// Machine.failureRoom); taking a place in the
 // tally and checking that limit are one compare-and-swap, so every failure
 // the limit allowed is in the tally the breaker folds next. A failure that
 // finds no room is not tallied: failure returns false and it is reported
@@ -662,6 +672,13 @@ func (s *snapshot) saw(run, tally *atomic.Int64) {
 			return
 		}
 	}
+}
+
+// within reports whether a tally taken at t (Unix nanoseconds) may go on
+// s: always, but under a time-based window, whose snapshot takes tallies
+// only within its bucket.
+func (s *snapshot) within(t int64) bool {
+	return s.bucketEnd == 0 || t >= s.bucketStart && t < s.bucketEnd
 }
 
 // tally counts a success or ignored outcome of a call admitted under s. It
@@ -816,7 +833,7 @@ func (a *breakerActor) Exit()         { (*Breaker)(a).exit() }
 // its own, or a caller that found it idle (see Breaker.ask).
 func (b *Breaker) handle(m *msg) {
 	now := b.now().Now()
-	b.fold(now, b.snap.Load(), 0)
+	b.settle(now)
 	var r reply
 	switch m.kind {
 	case mAdmit:
@@ -872,6 +889,20 @@ func (b *Breaker) handle(m *msg) {
 	b.recycle(m)
 }
 
+// settle folds the tallies before a message is decided. A time-based
+// window's snapshot whose bucket is over is sealed instead: a caller that
+// read the time within the bucket may still be about to tally there, and
+// what it tallies must count before anything decided in a later bucket,
+// not after it (a failure tallied late could leave the rate over the
+// threshold, with no outcome left to see it).
+func (b *Breaker) settle(now time.Time) {
+	if s := b.snap.Load(); s.within(now.UnixNano()) {
+		b.fold(now, s, 0)
+	} else {
+		b.seal(now)
+	}
+}
+
 // seal, before a message that may change the generation, folds the
 // tallies of a closed circuit's snapshot and retires them. Tallies are taken while the owner applies a message, and
 // their callers may see the circuit closed afterwards, until publish: so
@@ -890,7 +921,7 @@ func (b *Breaker) seal(now time.Time) {
 // so whoever caused a change sees it as soon as its call returns.
 func (b *Breaker) publish(now time.Time) {
 	t := now.UnixNano()
-	if s := b.snap.Load(); s.gen != b.m.Generation() || s.bucketEnd != 0 && (t < s.bucketStart || t >= s.bucketEnd) || s.ignored.Load() < 0 {
+	if s := b.snap.Load(); s.gen != b.m.Generation() || !s.within(t) || s.ignored.Load() < 0 {
 		ns := b.newSnapshot(now)
 		b.snap.Store(ns)
 		b.fold(now, s, retired)
@@ -901,7 +932,7 @@ func (b *Breaker) publish(now time.Time) {
 	cur.full.Store(b.m.ProbesFull())
 	cur.mayTrip.Store(b.m.SuccessMayTrip(now))
 	if b.lean {
-		cur.limit.Store(cur.foldedF + b.failureRoom())
+		cur.limit.Store(cur.foldedF + b.m.failureRoom(now))
 	}
 	// Only now hand the transitions out: whoever sees one and calls the
 	// breaker must find the snapshot already showing it.
@@ -940,7 +971,8 @@ func (b *Breaker) publish(now time.Time) {
 
 // tallyLast applies a lean breaker's closed-state success or failure that
 // came as a message (a failure that found no room under the limit, one
-// with a positive Retry-After, a call admitted by a message): after everything
+// with a positive Retry-After, an outcome outside its snapshot's bucket, a
+// success that may trip a rate policy, a call admitted by a message): after everything
 // folded so far, so that the run it extends, and the trip it may cause,
 // are the run and the trip at that outcome. Its sender waits, so nothing
 // the same caller does later can be folded before it. Then, unless it opened the
@@ -961,13 +993,13 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 		return false
 	}
 	if m.outcome == Failure {
-		if m.hint <= 0 && b.failure(s) {
+		if m.hint <= 0 && s.within(now.UnixNano()) && b.failure(s) {
 			return true
 		}
 		b.fold(now, s, 0)
-		if b.m.mayOpen(now, m.permit, m.outcome, m.hint, m.elapsed) {
-			b.seal(now)
-		}
+	}
+	if b.m.mayOpen(now, m.permit, m.outcome, m.hint, m.elapsed) { // a success can, under a rate policy
+		b.seal(now)
 	}
 	b.m.report(now, m.permit, m.outcome, m.err, m.hint, m.elapsed)
 	if b.m.Generation() != s.gen {
@@ -995,6 +1027,12 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 		w := b.m.win.width
 		s.bucketStart = now.UnixNano() / w * w
 		s.bucketEnd = s.bucketStart + w
+		if b.m.win.ahead(now) {
+			// The clock has stepped back: tallies folded into this bucket
+			// would count in none. So the snapshot takes none (within is
+			// never true), and outcomes go live, until one takes the slot.
+			s.bucketEnd = s.bucketStart
+		}
 	}
 	if s.state != Closed {
 		if b.rejected == nil {
@@ -1005,24 +1043,15 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 	s.full.Store(b.m.ProbesFull())
 	s.mayTrip.Store(b.m.SuccessMayTrip(now))
 	if b.lean {
-		s.limit.Store(b.failureRoom())
+		s.limit.Store(b.m.failureRoom(now))
 	}
 	return s
-}
-
-// failureRoom is how many more consecutive failures the circuit can take
-// without opening; none unless it is closed.
-func (b *Breaker) failureRoom() int64 {
-	if b.m.State() != Closed {
-		return -1
-	}
-	return int64(b.cfg.FailureThreshold) - 1 - int64(b.m.c.ConsecutiveFailures)
 }
 
 // exit runs on the breaker's goroutine when it stops.
 func (b *Breaker) exit() {
 	now := b.now().Now()
-	b.fold(now, b.snap.Load(), 0)
+	b.settle(now)
 	b.publish(now) // what the last tallies changed still reaches subscribers
 	if b.x != nil && b.x.timer != nil {
 		b.x.timer.Stop()

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"time"
 )
 
@@ -286,7 +288,7 @@ func (m *Machine) countN(now time.Time, p Permit, o Outcome, n uint64) bool {
 	m.c.ConsecutiveSuccesses += n
 	m.c.ConsecutiveFailures = 0
 	if m.win != nil {
-		m.win.addSuccesses(now, n)
+		m.win.addTallied(now, n, 0)
 	}
 	return true
 }
@@ -296,10 +298,13 @@ func (m *Machine) countN(now time.Time, p Permit, o Outcome, n uint64) bool {
 // calls admitted under p. runF is how many of the failures came after the
 // latest of the successes, runS how many of the successes came after the
 // latest of the failures; without successes the failures extend the
-// current run, and the other way round. The machine has no window then,
-// and the failures were counted so that they cannot reach the threshold,
-// but the check runs all the same. Like ReportN it returns false, and
-// counts them stale, unless p is a closed-state permit of the current
+// current run, and the other way round. A window, if any, is a time-based
+// one, and they go to now's bucket, whose counts keep no order anyway.
+// The failures were counted so that they cannot open the circuit (see
+// failureRoom). Without a window the check runs all the same; with one it
+// does not, since now may be a past bucket's time, and the window at that
+// time may no longer be there to judge by. Like ReportN it returns false,
+// and counts them stale, unless p is a closed-state permit of the current
 // generation.
 func (m *Machine) reportTallies(now time.Time, p Permit, successes, failures, runS, runF uint64) bool {
 	if p.Gen != m.gen || p.Probe != 0 || m.state != Closed {
@@ -322,7 +327,9 @@ func (m *Machine) reportTallies(now time.Time, p Permit, successes, failures, ru
 		cs = 0
 	}
 	m.c.ConsecutiveFailures, m.c.ConsecutiveSuccesses = cf, cs
-	if failures > 0 {
+	if m.win != nil {
+		m.win.addTallied(now, successes+failures, failures)
+	} else if failures > 0 {
 		m.checkTrip(now, Failure, nil, 0, false)
 	}
 	return true
@@ -386,16 +393,57 @@ func (m *Machine) verdict(o Outcome, hint time.Duration, cf, calls, fails, slw u
 	if t := m.cfg.FailureThreshold; t > 0 && cf >= uint64(t) {
 		return plural(cf, "consecutive failure"), 0, true
 	}
-	if m.win != nil && calls >= uint64(m.cfg.MinimumCalls) && calls > 0 {
-		fr, sr := float64(fails)/float64(calls), float64(slw)/float64(calls)
-		if t := m.cfg.FailureRateThreshold; t > 0 && fr >= t {
-			return fmt.Sprintf("failure rate %s >= %s over %d calls", pct(fr), pct(t), calls), 0, true
+	if m.win != nil {
+		if t := m.cfg.FailureRateThreshold; m.over(t, calls, fails) {
+			return fmt.Sprintf("failure rate %s >= %s over %d calls", pct(float64(fails)/float64(calls)), pct(t), calls), 0, true
 		}
-		if t := m.cfg.SlowCallRateThreshold; m.cfg.SlowCallThreshold > 0 && sr >= t {
-			return fmt.Sprintf("slow-call rate %s >= %s over %d calls", pct(sr), pct(t), calls), 0, true
+		if t := m.cfg.SlowCallRateThreshold; m.cfg.SlowCallThreshold > 0 && m.over(t, calls, slw) {
+			return fmt.Sprintf("slow-call rate %s >= %s over %d calls", pct(float64(slw)/float64(calls)), pct(t), calls), 0, true
 		}
 	}
 	return "", 0, false
+}
+
+// over reports whether n of a window's calls make a rate at or over a
+// threshold t (off if 0) that opens the circuit.
+func (m *Machine) over(t float64, calls, n uint64) bool {
+	return t > 0 && calls >= uint64(m.cfg.MinimumCalls) && calls > 0 && float64(n)/float64(calls) >= t
+}
+
+// maxRoom bounds what failureRoom finds under a failure rate: a little
+// search per message, and a message every maxRoom failures at most.
+const maxRoom = 1024
+
+// failureRoom is how many more failures the closed circuit can take, in
+// any order with any number of successes, before one of them could open
+// it: how many a Breaker may tally without waiting (see Breaker.failure).
+// It is -1 unless the circuit is closed. It weighs the two policies under
+// which a Breaker tallies failures: consecutive failures (counted as if
+// no success came between them), and a failure rate over a time-based
+// window, taken at now's bucket, which the tallies are bound to (the
+// window's other buckets stay as they are until it ends).
+//
+// A success never raises the rate of a window at MinimumCalls or more,
+// and with k more failures the rate only grows with k. So the worst case
+// for k failures is with just enough successes to bring the window to
+// MinimumCalls, and if the k-th failure cannot open the circuit, none
+// before it can.
+func (m *Machine) failureRoom(now time.Time) int64 {
+	if m.state != Closed {
+		return -1
+	}
+	room := int64(math.MaxInt32)
+	if t := m.cfg.FailureThreshold; t > 0 {
+		room = int64(t) - 1 - int64(m.c.ConsecutiveFailures)
+	}
+	if t := m.cfg.FailureRateThreshold; t > 0 && m.win != nil {
+		calls, fails, _ := m.win.totals(now)
+		trips := func(k int) bool {
+			return m.over(t, max(calls+uint64(k), uint64(m.cfg.MinimumCalls)), fails+uint64(k))
+		}
+		room = min(room, int64(sort.Search(maxRoom, func(i int) bool { return trips(i + 1) })))
+	}
+	return room
 }
 
 // mayOpen reports whether Report of this outcome could open the circuit,

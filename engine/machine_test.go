@@ -912,7 +912,7 @@ func TestWindowOutcomeOlderThanItsSlot(t *testing.T) {
 	w := newWindow(&Config{WindowDuration: time.Second, WindowBuckets: 1})
 	t0 := time.Unix(1_700_000_000, 0)
 	w.add(t0.Add(time.Second), true, false)
-	w.addSuccesses(t0, 5)
+	w.addTallied(t0, 5, 0)
 	calls, fails, _ := w.totals(t0.Add(time.Second))
 	assert.Equal(t, uint64(1), calls)
 	assert.Equal(t, uint64(1), fails)

@@ -53,6 +53,13 @@ func (w *window) slot(now time.Time) (*bucket, int64) {
 	return &w.buckets[int(uint64(idx)%uint64(len(w.buckets)))], idx
 }
 
+// ahead reports whether now's slot in a time-based window holds a newer
+// bucket than now's, as after the clock stepped back.
+func (w *window) ahead(now time.Time) bool {
+	b, idx := w.slot(now)
+	return b.idx > idx
+}
+
 // bucket returns now's bucket of a time-based window, emptied if it last
 // held another period (an older one, or a newer one if the clock stepped
 // back).
@@ -90,20 +97,24 @@ func (w *window) add(now time.Time, fail, slow bool) {
 	w.slw += b2u(slow)
 }
 
-// addSuccesses adds n calls that neither failed nor were slow. They may
-// be a batch counted apart and folded late: if now's slot already holds a
-// newer bucket, now has left the window (a slot is reused only a whole
-// window later), and they count in no bucket.
-func (w *window) addSuccesses(now time.Time, n uint64) {
+// addTallied adds calls that were not slow, fails of them failures:
+// outcomes counted apart, in no order, and folded late. If now's slot
+// already holds a newer bucket, now has left the window (a slot is reused
+// only a whole window later), and they count in no bucket. A count-based
+// window, which keeps the order of its calls, only ever gets successes
+// this way; it would take any failures first.
+func (w *window) addTallied(now time.Time, calls, fails uint64) {
 	if w.buckets != nil {
 		if b, idx := w.slot(now); b.idx <= idx {
-			w.bucket(now).calls += n
+			nb := w.bucket(now)
+			nb.calls += calls
+			nb.fails += fails
 		}
 		return
 	}
-	// More successes than the ring holds leave nothing else in it.
-	for range min(n, uint64(len(w.ring))) {
-		w.add(now, false, false)
+	// More calls than the ring holds leave nothing else in it.
+	for i := range min(calls, uint64(len(w.ring))) {
+		w.add(now, i < fails, false)
 	}
 }
 

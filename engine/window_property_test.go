@@ -5,19 +5,22 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 )
 
 // One goroutine calls a breaker with a time-based window and drives a
 // Machine with the same outcomes at the same times. The breaker tallies
-// most successes on its snapshot and folds them later, bucket by bucket;
+// most successes, and failures that cannot open the circuit, on its
+// snapshot and folds them later, bucket by bucket;
 // after every call the two must agree on the state, and at the end on the
 // counts: what a caller sees is what applying its outcomes in order gives.
 func TestPropertyTimeWindowBreakerMatchesMachine(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		cfg := Config{
 			FailureRateThreshold: rapid.SampledFrom([]float64{0.3, 0.5, 0.8}).Draw(rt, "FailureRateThreshold"),
+			FailureThreshold:     rapid.SampledFrom([]int{0, 0, 2, 5}).Draw(rt, "FailureThreshold"),
 			WindowDuration:       time.Duration(rapid.IntRange(1, 10).Draw(rt, "WindowSeconds")) * time.Second,
 			WindowBuckets:        rapid.SampledFrom([]int{1, 2, 5, 10}).Draw(rt, "WindowBuckets"),
 			MinimumCalls:         rapid.IntRange(1, 8).Draw(rt, "MinimumCalls"),
@@ -74,5 +77,92 @@ func TestPropertyTimeWindowBreakerMatchesMachine(t *testing.T) {
 			want.ProbesInFlight, got.ProbesInFlight = 0, 0
 			require.Equal(t, want, got)
 		})
+	})
+}
+
+// Machine.failureRoom is the room a Breaker's callers tally failures in,
+// none of which is checked: it must be safe, and it should be tight. After
+// a history of outcomes that left the circuit closed, k failures at now
+// must not open it for k up to the room, whether they come in a row or
+// after just enough successes to bring the window to MinimumCalls (the
+// worst cases of the two policies it weighs); one more must open it in one
+// of the two, unless the room was capped.
+func TestPropertyFailureRoom(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := Config{
+			FailureRateThreshold: rapid.Float64Range(0.05, 1).Draw(rt, "FailureRateThreshold"),
+			FailureThreshold:     rapid.SampledFrom([]int{0, 0, 3, 10}).Draw(rt, "FailureThreshold"),
+			WindowDuration:       4 * time.Second,
+			WindowBuckets:        4,
+			MinimumCalls:         rapid.IntRange(1, 40).Draw(rt, "MinimumCalls"),
+		}
+		base := time.Unix(1_700_000_000, 0) // a multiple of 4 s
+		type out struct {
+			at   time.Duration
+			fail bool
+		}
+		pFail := rapid.IntRange(0, 100).Draw(rt, "failPercent")
+		var history []out
+		at := time.Duration(0)
+		for range rapid.IntRange(0, 80).Draw(rt, "outcomes") {
+			at += time.Duration(rapid.IntRange(0, 300).Draw(rt, "stepMs")) * time.Millisecond
+			history = append(history, out{at, rapid.IntRange(0, 99).Draw(rt, "roll") < pFail})
+		}
+		now := base.Add(at + time.Duration(rapid.IntRange(0, 4000).Draw(rt, "laterMs"))*time.Millisecond)
+
+		// replay applies the history up to the first outcome that opens
+		// the circuit, which it leaves out.
+		replay := func() *Machine {
+			m, err := NewMachine("room", cfg)
+			require.NoError(rt, err)
+			for i, o := range history {
+				p, err := m.Admit(base.Add(o.at))
+				require.NoError(rt, err)
+				outcome := Success
+				if o.fail {
+					outcome = Failure
+				}
+				gen := m.Generation()
+				m.Report(base.Add(o.at), p, outcome, nil, 0)
+				if m.Generation() != gen {
+					history = history[:i] // the next replay stops before it
+					return nil
+				}
+			}
+			return m
+		}
+		m := replay()
+		if m == nil {
+			m = replay()
+		}
+		room := m.failureRoom(now)
+		require.GreaterOrEqual(rt, room, int64(0))
+		require.LessOrEqual(rt, room, int64(maxRoom))
+
+		// opens reports whether k failures at now, after the successes the
+		// rate's worst case needs or after none, open the circuit.
+		opens := func(k int64, successesFirst bool) bool {
+			m := replay()
+			require.NotNil(rt, m)
+			if successesFirst {
+				calls, _, _ := m.win.totals(now)
+				if need := int64(cfg.MinimumCalls) - int64(calls) - k; need > 0 {
+					m.countN(now, Permit{Gen: m.Generation()}, Success, uint64(need)) // tallied: not checked
+				}
+			}
+			for range k {
+				p, err := m.Admit(now)
+				if err != nil {
+					return true
+				}
+				m.Report(now, p, Failure, nil, 0)
+			}
+			return m.State() != Closed
+		}
+		assert.False(rt, opens(room, false), "%d failures in a row open it", room)
+		assert.False(rt, opens(room, true), "%d failures after successes open it", room)
+		if room < maxRoom {
+			assert.True(rt, opens(room+1, false) || opens(room+1, true), "room %d is not tight", room)
+		}
 	})
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -31,7 +32,10 @@ import (
 // that never existed at any time.
 //
 // c7c1868: exactly that. Now a folded tally is not checked at all: it was
-// taken only where a success could not trip the circuit.
+// taken only where a success could not trip the circuit. And since
+// failures tally under a time-based window too, a message in a later
+// bucket seals the old bucket's snapshot before it is decided, so S's
+// tally is refused and S waits behind F.
 func TestWindowReviewLateTallyIsNotJudgedOnAReusedBucket(t *testing.T) {
 	mock := clock.NewMock()
 	base := time.Unix(1_700_000_000, 0) // a multiple of 4 s: bucket k is base + k s
@@ -40,7 +44,7 @@ func TestWindowReviewLateTallyIsNotJudgedOnAReusedBucket(t *testing.T) {
 		FailureRateThreshold: 0.5, WindowDuration: 4 * time.Second, WindowBuckets: 4, MinimumCalls: 3,
 		Clock: mock,
 	})
-	require.True(t, b.timed() && b.rate && !b.lean)
+	require.True(t, b.timed() && b.rate)
 	at := func(d time.Duration) { mock.Set(base.Add(d)) }
 
 	for range 4 {
@@ -66,10 +70,17 @@ func TestWindowReviewLateTallyIsNotJudgedOnAReusedBucket(t *testing.T) {
 	require.True(t, b.act.Idle())
 	at(6500 * time.Millisecond)
 	now := mock.Now()
-	b.fold(now, s4, 0)                                                       // the fold that starts F's message
-	b.m.report(now, Permit{Gen: s4.gen}, Failure, errBoom, 0, 0)             // F, in bucket 6 (bucket 2's slot)
-	require.True(t, s4.tally(Success), "S, ended at 4.5, tallied meanwhile") // the snapshot is still current
-	b.publish(now)                                                           // bucket 6's snapshot; S folded in bucket 4
+	b.settle(now)                                                // what starts F's message
+	b.m.report(now, Permit{Gen: s4.gen}, Failure, errBoom, 0, 0) // F, in bucket 6 (bucket 2's slot)
+	tallied := s4.tally(Success)                                 // S, ended at 4.5, meanwhile
+	b.publish(now)                                               // bucket 6's snapshot
+	if !tallied {
+		// S finds its snapshot retired and reports as a message.
+		m := b.newMsg(mReport)
+		m.permit, m.outcome = Permit{Gen: s4.gen}, Success
+		_, err := b.ask(context.Background(), m)
+		require.NoError(t, err)
+	}
 
 	c = b.Counts()
 	assert.Equal(t, uint64(8), c.Successes)
@@ -112,4 +123,84 @@ func TestWindowReviewSuccessOutsideTheBucketWhileAFailureTrips(t *testing.T) {
 	require.True(t, held, "the breaker is deciding on F2")
 
 	g2SeesTheDecision(t, b, func() { _ = b.Call(succeed) }, release, f2Done)
+}
+
+// A wall clock stepped back by a multiple of the window (an NTP step; the
+// scenario of TestMachineTimeWindowAfterTheClockStepsBack), then a metrics
+// scrape, then failures. One goroutine, a clock.Mock, no concurrency.
+//
+//	t0+0..9 s  10 successes, one per 1 s bucket (every slot now holds a
+//	           bucket of [t0, t0+10))
+//	t0-60 s    the clock steps back. Counts (a scrape) is a message in a new
+//	           bucket: settle seals the old snapshot and publish makes one
+//	           for bucket t0-60, whose slot still holds bucket t0. The window
+//	           at t0-60 sees nothing (every slot holds a newer bucket), so
+//	           failureRoom is 2 (3 of MinimumCalls 5 would reach 50%).
+//	           F1, F2 are tallied. F3 finds no room: the owner folds F1 and
+//	           F2 with window.addTallied, which drops them because the slot
+//	           holds a newer bucket; F3 is then applied live (Machine.report
+//	           takes the slot) and the window holds F3 alone. F4 is tallied
+//	           and F5 is a message: 3 failures of 3 calls, short of
+//	           MinimumCalls: closed.
+//
+// A Machine fed the same five failures at the same time opens at F5 (5 of
+// 5): every live report takes the slot. So tallied failures, which the room
+// promised would count, count in no bucket: the single-goroutine
+// consistency guarantee (1) breaks, and the circuit stays closed where
+// every linearization opens it (2). Before failures tallied under a
+// time-based window the breaker was not lean, and every failure was
+// applied live. Found in review of that change: now a snapshot whose
+// bucket's slot holds a newer bucket takes no tallies, and outcomes go
+// live until one takes the slot. (Successes were dropped the same way
+// before: the last step checks them too.)
+func TestWindowReviewClockStepBackKeepsTalliedOutcomes(t *testing.T) {
+	cfg := Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 5}
+	m, err := NewMachine("m", cfg)
+	require.NoError(t, err)
+	mock := clock.NewMock()
+	cfg.Clock = mock
+	b := newTestBreaker(t, cfg)
+	require.True(t, b.lean && b.timed())
+
+	t0 := time.Unix(1_700_000_000, 0) // a multiple of 10 s
+	call := func(work func() error, o Outcome) {
+		t.Helper()
+		now := mock.Now()
+		p, err := m.Admit(now)
+		require.NoError(t, err)
+		m.Report(now, p, o, work(), 0)
+		_ = b.Call(work)
+	}
+	for i := range 10 {
+		mock.Set(t0.Add(time.Duration(i) * time.Second))
+		call(succeed, Success)
+	}
+	mock.Set(t0.Add(-time.Minute))
+	_ = b.Counts() // a metrics scrape
+	for range 5 {
+		call(fail, Failure)
+	}
+	require.Equal(t, Open, m.State(), "the machine: 5 failures in 5 calls after the clock stepped back")
+	c := b.Counts()
+	assert.Equal(t, uint64(5), c.Failures)
+	assert.Equal(t, m.Counts(mock.Now()).WindowFailures, c.WindowFailures, "every failure counts in the window")
+	assert.Equal(t, Open, b.State(), "the breaker must agree with the machine fed the same outcomes")
+
+	// Successes, on a breaker whose window has no rate policy, so that
+	// they tally (under one, an empty window keeps them waiting).
+	cfg = Config{FailureThreshold: 100, WindowDuration: 10 * time.Second, WindowBuckets: 10}
+	m, err = NewMachine("m", cfg)
+	require.NoError(t, err)
+	cfg.Clock = mock
+	b = newTestBreaker(t, cfg)
+	for i := range 10 {
+		mock.Set(t0.Add(time.Duration(i) * time.Second))
+		call(succeed, Success)
+	}
+	mock.Set(t0.Add(-time.Minute))
+	_ = b.Counts()
+	for range 3 {
+		call(succeed, Success)
+	}
+	assert.Equal(t, m.Counts(mock.Now()).WindowCalls, b.Counts().WindowCalls, "every success counts in the window")
 }

@@ -120,7 +120,7 @@ func writeEngine(p func(string, ...any), ms metrics) {
 		}
 	}
 	p("\n## What each policy costs\n\n")
-	p("`BenchmarkPoliciesParallel`: closed-state calls through one breaker, 8 goroutines per core, under each kind of policy: all succeeding, and one in ten failing with the circuit staying closed. A success costs about the same under every policy; a failure under a rate policy (count or time window) waits for the breaker's goroutine, since it might be the one that trips the circuit, and that wait is what the second column shows.\n\n")
+	p("`BenchmarkPoliciesParallel`: closed-state calls through one breaker, 8 goroutines per core, under each kind of policy: all succeeding, and one in ten failing with the circuit staying closed. A failure under a count window waits for the breaker's goroutine, since it might be the one that trips the circuit (the order of the last N calls decides, and only the breaker's goroutine keeps it), and that wait is what the second column shows; under consecutive failures or a time window, a failure that cannot open the circuit is counted without waiting. Under a time window a success also reads the clock. Under slow calls every call reads it twice, and every failure waits.\n\n")
 	p("| policy | all succeed (ns/op) | one in 10 fails (ns/op) |\n|---|---:|---:|\n")
 	for _, pol := range []string{"consecutive", "count-window", "time-window", "slow-calls"} {
 		v1, ok1 := ms.get("PoliciesParallel/"+pol+"/all-succeed", "ns/op")
