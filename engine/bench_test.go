@@ -72,10 +72,9 @@ func BenchmarkCallOpenParallel(b *testing.B) {
 
 // BenchmarkPoliciesParallel is closed-state calls, 8 goroutines per core,
 // under each kind of policy: all succeeding (the path that matters most),
-// and one in ten failing, the circuit staying closed. Under a count
-// window every failure waits for the breaker's goroutine, since it might
-// trip it; under consecutive failures or a time window only one that might
-// open the circuit does.
+// and one in ten failing, the circuit staying closed. A failure waits for
+// the breaker's goroutine only if it might open the circuit, but under a
+// slow-call policy, where every failure waits.
 func BenchmarkPoliciesParallel(b *testing.B) {
 	for _, p := range []struct {
 		name string
@@ -144,14 +143,16 @@ func BenchmarkCallOpen(b *testing.B) {
 }
 
 // BenchmarkFailureStorm measures what one breaker absorbs when failures
-// pour in, and what each caller waits, as senders multiply, under two
+// pour in, and what each caller waits, as senders multiply, under three
 // policies that keep the circuit closed:
 //
 //   - consecutive: every call fails, the threshold is out of reach. The
 //     breaker is lean, so failures are tallied without a message.
 //   - rate: every other call fails, under a 90% failure-rate threshold
-//     over a count window. Every failure could trip the policy, so every
-//     one waits for the breaker's goroutine.
+//     over a count window. The failures are tallied with their place
+//     among the successes.
+//   - slow-calls: every other call fails, under a slow-call policy, which
+//     makes every failure wait for the breaker's goroutine: what it absorbs.
 func BenchmarkFailureStorm(b *testing.B) {
 	policies := []struct {
 		name  string
@@ -160,6 +161,7 @@ func BenchmarkFailureStorm(b *testing.B) {
 	}{
 		{"consecutive", Config{FailureThreshold: 1 << 30}, 1},
 		{"rate", Config{FailureRateThreshold: 0.9, WindowSize: 10_000}, 2},
+		{"slow-calls", Config{SlowCallThreshold: time.Hour}, 2},
 	}
 	for _, p := range policies {
 		for _, g := range []int{2, 16, 64} {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,14 +25,12 @@ import (
 // a snapshot of its state after every change; a call in the closed state
 // is admitted, and a call in the open state rejected, by reading that
 // snapshot. Successes in the closed state are recorded without waiting,
-// and so are failures that cannot open the circuit, when the policies are
-// consecutive failures or a failure rate over a time-based window; every
-// outcome that could change
-// the state (a failure that may open the circuit, a slow call, any probe,
-// a success that could trip a rate policy) waits until the breaker has
-// applied it. So when a call returns,
-// its outcome is visible to the same goroutine's next call, State or
-// Counts.
+// and so are failures that cannot open the circuit, unless a slow-call
+// policy or ShouldTrip is set; every outcome that could change the state
+// (a failure that may open the circuit, a slow call, any probe, a success
+// that could trip a rate policy) waits until the breaker has applied it.
+// So when a call returns, its outcome is visible to the same goroutine's
+// next call, State or Counts.
 //
 // A Breaker is safe for concurrent use. Close it when done with it (or
 // close the Engine it came from) to stop its goroutine and timers.
@@ -67,6 +66,7 @@ type extras struct {
 	timer   *clock.Timer
 	timerAt int64 // the armed timer's deadline, in Unix nanoseconds; 0 if none
 	wakeID  uint64
+	pending []uint64 // an ordered breaker's failures read but not applied (see foldOrdered)
 }
 
 // extras returns b's extras, made on first use.
@@ -92,13 +92,13 @@ type snapshot struct {
 	rej   *stripes   // where rejections decided from it are counted
 
 	successes, ignored atomic.Int64
-	full               atomic.Bool // HalfOpen with every probe slot taken
-	mayTrip            atomic.Bool // Closed, and a success could still trip a rate policy
-	stop               bool        // the breaker is closed
+	flags              atomic.Uint32 // full and mayTrip; see those
+	stop               bool          // the breaker is closed
+	recs               *records      // an ordered breaker's failures tally, if it has one (see Breaker.orderedFailure)
 
 	// What the common paths touch fits the first cache line; the second
-	// is for lean breakers only (see Breaker.failure).
-	failures atomic.Int64 // the failures tally, like successes
+	// is for lean and ordered breakers only (see Breaker.failure).
+	failures atomic.Int64 // the failures tally, like successes; an ordered breaker's hint of the next free record
 	limit    atomic.Int64 // how far the failures tally may go without waiting
 	// runF is the failures tally as the latest success saw it, runS the
 	// successes tally as the latest failure saw it: together they tell
@@ -121,6 +121,31 @@ type snapshot struct {
 }
 
 const retired = math.MinInt64
+
+const (
+	fullFlag    uint32 = 1 << iota // HalfOpen with every probe slot taken
+	mayTripFlag                    // Closed, and a success could still trip a rate policy
+)
+
+// full reports whether the circuit is half-open with every probe slot
+// taken, so that a call is turned away without asking.
+func (s *snapshot) full() bool { return s.flags.Load()&fullFlag != 0 }
+
+// mayTrip reports whether the circuit is closed and a success could still
+// trip a rate policy (see Machine.SuccessMayTrip), so that one must wait.
+func (s *snapshot) mayTrip() bool { return s.flags.Load()&mayTripFlag != 0 }
+
+// setFlags sets full and mayTrip from the machine as of now.
+func (b *Breaker) setFlags(s *snapshot, now time.Time) {
+	var f uint32
+	if b.m.ProbesFull() {
+		f |= fullFlag
+	}
+	if b.m.SuccessMayTrip(now) {
+		f |= mayTripFlag
+	}
+	s.flags.Store(f)
+}
 
 // call is an admitted call on its way: everything reporting its outcome
 // needs. It lives on the caller's stack, and only its address travels.
@@ -242,6 +267,16 @@ func newBreaker(name string, cfg *Config) *Breaker {
 	b.snap.Store(b.newSnapshot(b.now().Now()))
 	b.act.Init(mailbox, (*breakerActor)(b))
 	return b
+}
+
+// ordered reports whether the breaker's policies are consecutive
+// failures, a failure rate over a count-based window, or both, and nothing
+// else: failures may tally too, with their order, which the window needs
+// (see Breaker.orderedFailure). A method, not a field, to keep Breaker in
+// its size class; only failures and the breaker's goroutine ask.
+func (b *Breaker) ordered() bool {
+	c := b.cfg
+	return c.WindowSize > 0 && c.SlowCallThreshold == 0 && c.ShouldTrip == nil && (c.FailureThreshold > 0 || c.FailureRateThreshold > 0)
 }
 
 // timed reports whether the breaker has a time-based window: tallies hold
@@ -493,7 +528,7 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot, c *call) error {
 	switch {
 	case s.stop:
 		return ErrClosed
-	case s.state == Open && !b.due(s), s.state == HalfOpen && s.full.Load():
+	case s.state == Open && !b.due(s), s.state == HalfOpen && s.full():
 		s.rej.add()
 		return s.err
 	}
@@ -538,7 +573,7 @@ var errPanicked = &PanicError{Value: "function panicked"}
 // (see Breaker.failure).
 func (c *call) finish(o Outcome, err error) {
 	b, s := c.b, c.snap
-	if b.quick && s != nil && o == Success && !s.mayTrip.Load() {
+	if b.quick && s != nil && o == Success && !s.mayTrip() {
 		if b.lean {
 			s.saw(&s.runF, &s.failures)
 		}
@@ -556,7 +591,7 @@ func (c *call) finish(o Outcome, err error) {
 // gives it as harmlessly as the first.)
 func (c *call) tallied(o Outcome) bool {
 	s := c.snap
-	return o == Success && s != nil && c.b.quick && !s.mayTrip.Load() && s.failures.Load() <= s.runF.Load() && s.successes.Add(1) > 0
+	return o == Success && s != nil && c.b.quick && !s.mayTrip() && s.failures.Load() <= s.runF.Load() && s.successes.Add(1) > 0
 }
 
 func (b *Breaker) report(c *call, o Outcome, err error) {
@@ -598,13 +633,13 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 			s = nil
 		}
 	}
-	if o == Failure && b.lean && p.Probe == 0 && hint <= 0 && s != nil && s.gen == p.Gen && b.failure(s) {
+	if o == Failure && p.Probe == 0 && hint <= 0 && s != nil && s.gen == p.Gen && b.tallyFailure(s) {
 		return
 	}
 	// A success can trip a rate policy (it may be the call that fills the
 	// window up to MinimumCalls, and old buckets leaving a time-based
 	// window can raise the rate), so then it waits too.
-	mayTrip := o == Success && b.rate && (s == nil || s.mayTrip.Load())
+	mayTrip := o == Success && b.rate && (s == nil || s.mayTrip())
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
 	if quiet && s != nil && (o == Ignored || !b.quick) {
 		if o == Success && b.lean {
@@ -660,6 +695,53 @@ func (b *Breaker) failure(s *snapshot) bool {
 			return true
 		}
 	}
+}
+
+// tallyFailure tallies a failure that cannot open the circuit, if the
+// breaker's policies allow it and there is room (see Breaker.failure and
+// Breaker.orderedFailure).
+func (b *Breaker) tallyFailure(s *snapshot) bool {
+	return b.lean && b.failure(s) || b.ordered() && b.orderedFailure(s)
+}
+
+// records hold an ordered breaker's failures tally: each failure takes the
+// first free record, writing in it how many successes the successes tally
+// held when it did (plus one, so that a record taken is never zero).
+type records [64]atomic.Uint64
+
+// closedRecord marks the first free record of a retired tally: no failure
+// can be taken after it.
+const closedRecord = math.MaxUint64
+
+// orderedFailure tallies a closed-state failure of an ordered breaker
+// (a count-based window), if it cannot open the circuit, like failure;
+// but a count-based window keeps the order of its calls, which decides
+// what it pushes out later, so the tally keeps each failure's place among
+// the successes too. A failure reads the successes tally and takes the
+// first free record with that figure, in one compare-and-swap: the
+// records taken are always the first ones, the figure places it after
+// every success its own goroutine tallied before it, and before any it
+// tallies after (see Breaker.foldOrdered). The limit is on the records'
+// index, as failure's is on the tally.
+func (b *Breaker) orderedFailure(s *snapshot) bool {
+	r := s.recs
+	if r == nil {
+		return false
+	}
+	for i := s.failures.Load(); i < s.limit.Load() && i < int64(len(r)); i++ {
+		saw := s.successes.Load()
+		if saw < 0 {
+			return false // retired
+		}
+		if r[i].CompareAndSwap(0, uint64(saw)+1) {
+			s.failures.Store(i + 1) // only a hint: it may move back, and cost a retry
+			return true
+		}
+		if r[i].Load() == closedRecord {
+			return false
+		}
+	}
+	return false
 }
 
 // saw records in run that an outcome about to be tallied saw tally as it
@@ -929,10 +1011,9 @@ func (b *Breaker) publish(now time.Time) {
 	// Exact probe limits need the breaker's goroutine to hand out slots,
 	// but once they are all taken, callers can be turned away without it.
 	cur := b.snap.Load()
-	cur.full.Store(b.m.ProbesFull())
-	cur.mayTrip.Store(b.m.SuccessMayTrip(now))
-	if b.lean {
-		cur.limit.Store(cur.foldedF + b.m.failureRoom(now))
+	b.setFlags(cur, now)
+	if b.lean || b.ordered() {
+		cur.limit.Store(b.failureLimit(now, cur))
 	}
 	// Only now hand the transitions out: whoever sees one and calls the
 	// breaker must find the snapshot already showing it.
@@ -989,21 +1070,27 @@ func (b *Breaker) publish(now time.Time) {
 // this failure uses is not also taken by tallies applied after it.
 func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 	s := b.snap.Load()
-	if !b.lean || m.permit.Gen != s.gen || m.permit.Probe != 0 || s.state != Closed || m.outcome == Ignored {
+	if !(b.lean || b.ordered() && m.outcome == Failure) || m.permit.Gen != s.gen || m.permit.Probe != 0 || s.state != Closed || m.outcome == Ignored {
 		return false
 	}
 	if m.outcome == Failure {
-		if m.hint <= 0 && s.within(now.UnixNano()) && b.failure(s) {
+		if m.hint <= 0 && s.within(now.UnixNano()) && b.tallyFailure(s) {
 			return true
 		}
-		b.fold(now, s, 0)
+		if b.ordered() {
+			// Failures tallied but not yet applied (see foldOrdered) must
+			// all be before this one is judged: retire the tally.
+			b.seal(now)
+		} else {
+			b.fold(now, s, 0)
+		}
 	}
 	if b.m.mayOpen(now, m.permit, m.outcome, m.hint, m.elapsed) { // a success can, under a rate policy
 		b.seal(now)
 	}
 	b.m.report(now, m.permit, m.outcome, m.err, m.hint, m.elapsed)
-	if b.m.Generation() != s.gen {
-		return true // it opened the circuit: the tallies retire with the snapshot
+	if b.m.Generation() != s.gen || b.ordered() {
+		return true // it opened the circuit, or the tally is retired: nothing to put back
 	}
 	if m.outcome == Success {
 		s.saw(&s.runF, &s.failures)
@@ -1040,12 +1127,39 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 		}
 		s.err, s.rej = b.m.OpenError(), b.rejected
 	}
-	s.full.Store(b.m.ProbesFull())
-	s.mayTrip.Store(b.m.SuccessMayTrip(now))
-	if b.lean {
-		s.limit.Store(b.m.failureRoom(now))
+	if b.ordered() && s.state == Closed {
+		if b.m.win.fails > 0 && b.m.failureRoom(now) > 0 { // failures come in runs: records only then, and if of use
+			s.recs = new(records)
+		}
+		// Its successes need no sighting (see snapshot.saw): the records
+		// place its failures. So the inlined success never looks further.
+		s.runF.Store(math.MaxInt64)
+	}
+	b.setFlags(s, now)
+	if b.lean || b.ordered() {
+		s.limit.Store(b.failureLimit(now, s))
 	}
 	return s
+}
+
+// failureLimit is how far the failures tally of s may go without waiting:
+// the tally as last folded plus the machine's room, less the failures read
+// from the tally and not yet applied, within the records an ordered
+// breaker has. It never drops within a snapshot: each failure applied
+// uses at most one place of room, and outcomes applied otherwise only make
+// room.
+func (b *Breaker) failureLimit(now time.Time, s *snapshot) int64 {
+	l := s.foldedF + b.m.failureRoom(now)
+	if !b.ordered() {
+		return l
+	}
+	if s.recs == nil {
+		return 0
+	}
+	if b.x != nil {
+		l -= int64(len(b.x.pending))
+	}
+	return min(l, int64(len(s.recs)))
 }
 
 // exit runs on the breaker's goroutine when it stops.
@@ -1082,6 +1196,10 @@ func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 	if n := s.ignored.Swap(next); n > 0 {
 		b.m.countN(now, p, Ignored, uint64(n))
 	}
+	if b.ordered() {
+		b.foldOrdered(now, s, p, next)
+		return
+	}
 	if !b.lean {
 		// The successes tally only grows, until retired, like a lean
 		// breaker's.
@@ -1109,6 +1227,59 @@ func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 	runS := max(succ-s.runS.Load(), 0) // successes after the latest failure
 	b.m.reportTallies(now, p, uint64(succ-s.folded), uint64(fail-s.foldedF), uint64(runS), uint64(runF))
 	s.folded, s.foldedF = succ, fail
+}
+
+// foldOrdered is fold for an ordered breaker: it applies the successes
+// tallied since the last fold and the failures in the records, each
+// failure after as many successes of the tally as it saw, so that every
+// goroutine's outcomes go into the window in the order it had them.
+//
+// It reads the successes tally first and the records after. A failure in
+// the records saw no more successes than there were when its record was
+// taken, but it may have seen more than the fold read: it waits in
+// pending for a fold that has read them. A failure taken after the fold
+// read its record (found it free) took it after the successes were read,
+// so it may go after all of them: its goroutine's next success comes after
+// it. Retiring, the breaker swaps the successes tally out and closes the
+// first free record, so that no outcome can be taken after those it
+// applies, and every failure in the records saw no more successes than it
+// read: nothing is left pending.
+func (b *Breaker) foldOrdered(now time.Time, s *snapshot, p Permit, next int64) {
+	succ := s.successes.Load()
+	if next == retired {
+		succ = s.successes.Swap(retired)
+	}
+	if succ >= 0 { // not retired already
+		b.foldRecords(now, s, p, succ, next)
+	}
+}
+
+// foldRecords is the rest of foldOrdered, once it has read the successes
+// tally as succ.
+func (b *Breaker) foldRecords(now time.Time, s *snapshot, p Permit, succ, next int64) {
+	var pending []uint64
+	if r := s.recs; r != nil {
+		pending = b.extras().pending
+		for ; s.foldedF < int64(len(r)); s.foldedF++ {
+			v := r[s.foldedF].Load()
+			if v == 0 && next == retired && !r[s.foldedF].CompareAndSwap(0, closedRecord) {
+				v = r[s.foldedF].Load() // taken just now
+			}
+			if v == 0 || v == closedRecord {
+				break
+			}
+			pending = append(pending, v-1)
+		}
+		slices.Sort(pending)
+	}
+	n, _ := slices.BinarySearch(pending, uint64(succ)+1) // those that saw no more than succ
+	if succ > s.folded || n > 0 {
+		b.m.reportOrdered(now, p, uint64(s.folded), uint64(succ-s.folded), pending[:n])
+	}
+	s.folded = succ
+	if s.recs != nil {
+		b.x.pending = slices.Delete(pending, 0, n)
+	}
 }
 
 // stripes is a counter spread over cache lines, so that many goroutines

@@ -420,7 +420,9 @@ func TestTimeWindowSuccessTripsAWindowMovedOnByAnotherMessage(t *testing.T) {
 // MinimumCalls it is up, even when the rate is low, since the failure that
 // lands in between can raise it.
 func TestMayTripOnlyFallsWithinASnapshot(t *testing.T) {
-	b := newTestBreaker(t, Config{FailureRateThreshold: 0.5, WindowSize: 10, MinimumCalls: 10})
+	// A slow-call policy, so that the failure is applied as a message and
+	// keeps the snapshot (an ordered breaker's would seal it: no room).
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.5, WindowSize: 10, MinimumCalls: 10, SlowCallThreshold: time.Hour})
 	for range 4 {
 		require.ErrorIs(t, b.Call(fail), errBoom)
 	}
@@ -428,7 +430,7 @@ func TestMayTripOnlyFallsWithinASnapshot(t *testing.T) {
 		require.NoError(t, b.Call(succeed))
 	}
 	s := b.snap.Load()
-	require.True(t, s.mayTrip.Load(), "4 of 8 failed, short of MinimumCalls: a success may fill the window")
+	require.True(t, s.mayTrip(), "4 of 8 failed, short of MinimumCalls: a success may fill the window")
 	require.ErrorIs(t, b.Call(fail), errBoom) // lands between a check and its tally: 5 of 9
 	require.Same(t, s, b.snap.Load())
 	require.NoError(t, b.Call(succeed)) // 5 of 10: waits, and trips
@@ -448,7 +450,7 @@ func TestNewBucketSnapshotIsCompleteWhenSeen(t *testing.T) {
 			go func() {
 				defer close(done)
 				for !stop.Load() {
-					if s := b.snap.Load(); s.bucketEnd == end && !s.mayTrip.Load() {
+					if s := b.snap.Load(); s.bucketEnd == end && !s.mayTrip() {
 						seen.Store(true)
 					}
 				}
@@ -837,7 +839,7 @@ func TestSuccessesAfterTheWindowFillsStillTally(t *testing.T) {
 	for range 4 {
 		require.NoError(t, b.Call(succeed))
 	}
-	assert.False(t, b.snap.Load().mayTrip.Load(), "a full window of successes: no success can trip it")
+	assert.False(t, b.snap.Load().mayTrip(), "a full window of successes: no success can trip it")
 	for range 100 {
 		require.NoError(t, b.Call(succeed))
 	}

@@ -284,11 +284,50 @@ func (m *Machine) countN(now time.Time, p Permit, o Outcome, n uint64) bool {
 		m.c.Ignored += n
 		return true
 	}
+	m.successes(now, n)
+	return true
+}
+
+// successes applies n successes in the closed state, unchecked.
+func (m *Machine) successes(now time.Time, n uint64) {
 	m.c.Successes += n
 	m.c.ConsecutiveSuccesses += n
 	m.c.ConsecutiveFailures = 0
 	if m.win != nil {
 		m.win.addTallied(now, n, 0)
+	}
+}
+
+// reportOrdered applies outcomes tallied with their order, as an ordered
+// Breaker's callers tally them (see Breaker.orderedFailure): n successes
+// of calls admitted under p, which follow the first base of their tally,
+// and failures, each given as the successes of that tally it saw before
+// it, in order: each comes after that many successes, or first if it saw
+// no more than base. The failures were tallied so that none can open the
+// circuit in any order (see failureRoom), so nothing is checked. Like
+// ReportN it returns false, and counts them stale, unless p is a
+// closed-state permit of the current generation.
+func (m *Machine) reportOrdered(now time.Time, p Permit, base, n uint64, failures []uint64) bool {
+	if p.Gen != m.gen || p.Probe != 0 || m.state != Closed {
+		m.c.Stale += n + uint64(len(failures))
+		return false
+	}
+	m.Advance(now)
+	at := base
+	for _, saw := range failures {
+		if saw > at {
+			m.successes(now, saw-at)
+			at = saw
+		}
+		m.c.Failures++
+		m.c.ConsecutiveFailures++
+		m.c.ConsecutiveSuccesses = 0
+		if m.win != nil {
+			m.win.add(now, true, false)
+		}
+	}
+	if base+n > at {
+		m.successes(now, base+n-at)
 	}
 	return true
 }
@@ -419,15 +458,17 @@ const maxRoom = 1024
 // it: how many a Breaker may tally without waiting (see Breaker.failure).
 // It is -1 unless the circuit is closed. It weighs the two policies under
 // which a Breaker tallies failures: consecutive failures (counted as if
-// no success came between them), and a failure rate over a time-based
-// window, taken at now's bucket, which the tallies are bound to (the
-// window's other buckets stay as they are until it ends).
+// no success came between them), and a failure rate over a window: a
+// count-based one, or a time-based one taken at now's bucket, which the
+// tallies are bound to (the window's other buckets stay as they are until
+// it ends).
 //
-// A success never raises the rate of a window at MinimumCalls or more,
-// and with k more failures the rate only grows with k. So the worst case
-// for k failures is with just enough successes to bring the window to
-// MinimumCalls, and if the k-th failure cannot open the circuit, none
-// before it can.
+// A success never raises the rate of a window at MinimumCalls or more
+// (in a full count-based window it pushes out a call, at worst a
+// success), and with k more failures the rate only grows with k. So the
+// worst case for k failures is with just enough successes to bring the
+// window to MinimumCalls, and none of its failures pushed out; and if the
+// k-th failure cannot open the circuit, none before it can.
 func (m *Machine) failureRoom(now time.Time) int64 {
 	if m.state != Closed {
 		return -1
@@ -438,8 +479,13 @@ func (m *Machine) failureRoom(now time.Time) int64 {
 	}
 	if t := m.cfg.FailureRateThreshold; t > 0 && m.win != nil {
 		calls, fails, _ := m.win.totals(now)
+		full := uint64(math.MaxUint64) // a count-based window holds no more than its size
+		if m.win.ring != nil {
+			full = uint64(len(m.win.ring))
+		}
 		trips := func(k int) bool {
-			return m.over(t, max(calls+uint64(k), uint64(m.cfg.MinimumCalls)), fails+uint64(k))
+			n := max(min(calls+uint64(k), full), uint64(m.cfg.MinimumCalls))
+			return m.over(t, n, min(fails+uint64(k), n))
 		}
 		room = min(room, int64(sort.Search(maxRoom, func(i int) bool { return trips(i + 1) })))
 	}

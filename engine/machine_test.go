@@ -1893,3 +1893,30 @@ func TestMachineReportTallies(t *testing.T) {
 	assert.False(t, m.reportTallies(t0, p, 2, 1, 0, 1), "admitted before the trip: stale")
 	assert.Equal(t, uint64(3), m.Counts(t0).Stale)
 }
+
+// reportOrdered places each failure after the successes it saw, and one
+// that saw no more than base (successes folded before) first.
+func TestMachineReportOrdered(t *testing.T) {
+	m, err := NewMachine("m", Config{FailureRateThreshold: 0.5, WindowSize: 8, MinimumCalls: 8})
+	require.NoError(t, err)
+	t0 := time.Unix(1_700_000_000, 0)
+	p := Permit{Gen: m.Generation()}
+	require.True(t, m.reportOrdered(t0, p, 0, 2, nil)) // S S
+	// Successes 3 to 6 of the tally, failures that saw 1 (no more than
+	// base: first), 4 and 4, and 6 (after them all): F S S F F S S F.
+	require.True(t, m.reportOrdered(t0, p, 2, 4, []uint64{1, 4, 4, 6}))
+	var got []bool
+	for i := range 8 {
+		got = append(got, m.win.ring[(m.win.pos+i)%8]&flagFail != 0)
+	}
+	assert.Equal(t, []bool{true, false, false, true, true, false, false, true}, got)
+	c := m.Counts(t0)
+	assert.Equal(t, uint64(6), c.Successes)
+	assert.Equal(t, uint64(4), c.Failures)
+	assert.Equal(t, uint64(1), c.ConsecutiveFailures)
+	assert.Equal(t, Closed, m.State(), "tallied failures are not checked (4 of 8 would open it)")
+
+	m.Trip(t0)
+	assert.False(t, m.reportOrdered(t0, p, 6, 1, []uint64{7}), "admitted before the trip: stale")
+	assert.Equal(t, uint64(2), m.Counts(t0).Stale)
+}

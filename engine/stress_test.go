@@ -18,10 +18,14 @@ import (
 // must hold whatever the interleaving.
 func TestStress(t *testing.T) {
 	t.Run("consecutive", func(t *testing.T) { stress(t, Config{FailureThreshold: 4}) })
-	// Successes tallied per bucket, failures as messages, buckets ending
-	// while calls run.
+	// Successes and failures tallied per bucket, buckets ending while
+	// calls run.
 	t.Run("time window", func(t *testing.T) {
 		stress(t, Config{FailureRateThreshold: 0.3, WindowDuration: 2 * time.Millisecond, WindowBuckets: 4, MinimumCalls: 10})
+	})
+	// Failures tallied with their place among the successes.
+	t.Run("count window", func(t *testing.T) {
+		stress(t, Config{FailureRateThreshold: 0.45, WindowSize: 40, MinimumCalls: 10})
 	})
 }
 

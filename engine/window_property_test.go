@@ -10,22 +10,27 @@ import (
 	"pgregory.net/rapid"
 )
 
-// One goroutine calls a breaker with a time-based window and drives a
-// Machine with the same outcomes at the same times. The breaker tallies
-// most successes, and failures that cannot open the circuit, on its
-// snapshot and folds them later, bucket by bucket;
+// One goroutine calls a breaker with a window, time-based or count-based,
+// and drives a Machine with the same outcomes at the same times. The
+// breaker tallies most successes, and failures that cannot open the
+// circuit, on its snapshot and folds them later (under a time-based
+// window, bucket by bucket; under a count-based one, in order);
 // after every call the two must agree on the state, and at the end on the
 // counts: what a caller sees is what applying its outcomes in order gives.
-func TestPropertyTimeWindowBreakerMatchesMachine(t *testing.T) {
+func TestPropertyWindowBreakerMatchesMachine(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		cfg := Config{
 			FailureRateThreshold: rapid.SampledFrom([]float64{0.3, 0.5, 0.8}).Draw(rt, "FailureRateThreshold"),
 			FailureThreshold:     rapid.SampledFrom([]int{0, 0, 2, 5}).Draw(rt, "FailureThreshold"),
-			WindowDuration:       time.Duration(rapid.IntRange(1, 10).Draw(rt, "WindowSeconds")) * time.Second,
-			WindowBuckets:        rapid.SampledFrom([]int{1, 2, 5, 10}).Draw(rt, "WindowBuckets"),
 			MinimumCalls:         rapid.IntRange(1, 8).Draw(rt, "MinimumCalls"),
 			RecoveryTimeout:      time.Duration(rapid.IntRange(1, 3).Draw(rt, "RecoverySeconds")) * time.Second,
 			SuccessThreshold:     rapid.IntRange(1, 2).Draw(rt, "SuccessThreshold"),
+		}
+		if rapid.Bool().Draw(rt, "countBased") {
+			cfg.WindowSize = rapid.IntRange(cfg.MinimumCalls, 30).Draw(rt, "WindowSize")
+		} else {
+			cfg.WindowDuration = time.Duration(rapid.IntRange(1, 10).Draw(rt, "WindowSeconds")) * time.Second
+			cfg.WindowBuckets = rapid.SampledFrom([]int{1, 2, 5, 10}).Draw(rt, "WindowBuckets")
 		}
 		type op struct {
 			sleep  time.Duration
@@ -42,7 +47,7 @@ func TestPropertyTimeWindowBreakerMatchesMachine(t *testing.T) {
 					fail:   rapid.IntRange(0, 99).Draw(rt, "roll") < pFail,
 					scrape: rapid.IntRange(0, 3).Draw(rt, "scrape") == 0,
 				}
-			}), 10, 40).Draw(rt, name)
+			}), 10, 100).Draw(rt, name)
 		}
 		ops := append(phase("first"), phase("second")...)
 
@@ -83,19 +88,26 @@ func TestPropertyTimeWindowBreakerMatchesMachine(t *testing.T) {
 // Machine.failureRoom is the room a Breaker's callers tally failures in,
 // none of which is checked: it must be safe, and it should be tight. After
 // a history of outcomes that left the circuit closed, k failures at now
-// must not open it for k up to the room, whether they come in a row or
+// must not open it for k up to the room, whether they come in a row,
 // after just enough successes to bring the window to MinimumCalls (the
-// worst cases of the two policies it weighs); one more must open it in one
-// of the two, unless the room was capped.
+// worst cases of the two policies it weighs), or mixed with successes in
+// any order. One more must open it in one of the first two, unless the
+// room was capped, or a count-based window would push calls out (the room
+// assumes none of them is a failure).
 func TestPropertyFailureRoom(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		cfg := Config{
 			FailureRateThreshold: rapid.Float64Range(0.05, 1).Draw(rt, "FailureRateThreshold"),
 			FailureThreshold:     rapid.SampledFrom([]int{0, 0, 3, 10}).Draw(rt, "FailureThreshold"),
-			WindowDuration:       4 * time.Second,
-			WindowBuckets:        4,
 			MinimumCalls:         rapid.IntRange(1, 40).Draw(rt, "MinimumCalls"),
 		}
+		if rapid.Bool().Draw(rt, "countBased") {
+			cfg.WindowSize = rapid.IntRange(cfg.MinimumCalls, 60).Draw(rt, "WindowSize")
+		} else {
+			cfg.WindowDuration, cfg.WindowBuckets = 4*time.Second, 4
+		}
+		// How failures mix with successes: 0 is a success, else a failure.
+		mix := rapid.SliceOfN(rapid.IntRange(0, 3), 0, 300).Draw(rt, "mix")
 		base := time.Unix(1_700_000_000, 0) // a multiple of 4 s
 		type out struct {
 			at   time.Duration
@@ -140,17 +152,25 @@ func TestPropertyFailureRoom(t *testing.T) {
 		require.LessOrEqual(rt, room, int64(maxRoom))
 
 		// opens reports whether k failures at now, after the successes the
-		// rate's worst case needs or after none, open the circuit.
-		opens := func(k int64, successesFirst bool) bool {
+		// rate's worst case needs, after none, or mixed with successes as
+		// mix says, open the circuit. Successes are tallied: not checked.
+		const inARow, successesFirst, mixed = 0, 1, 2
+		opens := func(k int64, how int) bool {
 			m := replay()
 			require.NotNil(rt, m)
-			if successesFirst {
+			success := func(n int64) { m.countN(now, Permit{Gen: m.Generation()}, Success, uint64(n)) }
+			if how == successesFirst {
 				calls, _, _ := m.win.totals(now)
 				if need := int64(cfg.MinimumCalls) - int64(calls) - k; need > 0 {
-					m.countN(now, Permit{Gen: m.Generation()}, Success, uint64(need)) // tallied: not checked
+					success(need)
 				}
 			}
-			for range k {
+			for i := 0; k > 0; i++ {
+				if how == mixed && i < len(mix) && mix[i] == 0 {
+					success(1)
+					continue
+				}
+				k--
 				p, err := m.Admit(now)
 				if err != nil {
 					return true
@@ -159,10 +179,12 @@ func TestPropertyFailureRoom(t *testing.T) {
 			}
 			return m.State() != Closed
 		}
-		assert.False(rt, opens(room, false), "%d failures in a row open it", room)
-		assert.False(rt, opens(room, true), "%d failures after successes open it", room)
-		if room < maxRoom {
-			assert.True(rt, opens(room+1, false) || opens(room+1, true), "room %d is not tight", room)
+		assert.False(rt, opens(room, inARow), "%d failures in a row open it", room)
+		assert.False(rt, opens(room, successesFirst), "%d failures after successes open it", room)
+		assert.False(rt, opens(room, mixed), "%d failures mixed with successes open it", room)
+		calls, _, _ := m.win.totals(now)
+		if room < maxRoom && (cfg.WindowSize == 0 || calls+uint64(room)+1 <= uint64(cfg.WindowSize)) {
+			assert.True(rt, opens(room+1, inARow) || opens(room+1, successesFirst), "room %d is not tight", room)
 		}
 	})
 }

@@ -63,7 +63,7 @@ func TestWindowReviewLateTallyIsNotJudgedOnAReusedBucket(t *testing.T) {
 	require.Equal(t, uint64(5), c.WindowCalls)
 	require.Equal(t, uint64(2), c.WindowFailures)
 	s4 := b.snap.Load()
-	require.False(t, s4.mayTrip.Load(), "2 of 6 with one more success: successes tally")
+	require.False(t, s4.mayTrip(), "2 of 6 with one more success: successes tally")
 
 	// The breaker has no hook between applying F and publishing, so this
 	// goroutine takes its steps for it, with nothing else running it.

@@ -105,9 +105,9 @@ func writeEngine(p func(string, ...any), ms metrics) {
 	}
 
 	p("## One breaker under a failure storm\n\n")
-	p("`BenchmarkFailureStorm`: calls through one breaker from many goroutines, the circuit kept closed. Under *consecutive* every call fails and the breaker is lean, so failures are tallied; under *rate* every other call fails under a 90%% failure-rate threshold, so every failure waits for the breaker's goroutine. Latency is per call, as its caller sees it.\n\n")
+	p("`BenchmarkFailureStorm`: calls through one breaker from many goroutines, the circuit kept closed. Under *consecutive* every call fails; under *rate* every other call fails under a 90%% failure-rate threshold over a count window: both tally their failures without waiting. Under *slow-calls* every other call fails and every failure waits for the breaker's goroutine: that row is what one breaker's goroutine absorbs. Latency is per call, as its caller sees it.\n\n")
 	p("| policy | senders | calls/s | p50 | p99 |\n|---|---:|---:|---:|---:|\n")
-	for _, pol := range []string{"consecutive", "rate"} {
+	for _, pol := range []string{"consecutive", "rate", "slow-calls"} {
 		for _, n := range []string{"2", "16", "64"} {
 			name := "FailureStorm/" + pol + "/senders=" + n
 			cps, ok := ms.get(name, "calls/s")
@@ -120,7 +120,7 @@ func writeEngine(p func(string, ...any), ms metrics) {
 		}
 	}
 	p("\n## What each policy costs\n\n")
-	p("`BenchmarkPoliciesParallel`: closed-state calls through one breaker, 8 goroutines per core, under each kind of policy: all succeeding, and one in ten failing with the circuit staying closed. A failure under a count window waits for the breaker's goroutine, since it might be the one that trips the circuit (the order of the last N calls decides, and only the breaker's goroutine keeps it), and that wait is what the second column shows; under consecutive failures or a time window, a failure that cannot open the circuit is counted without waiting. Under a time window a success also reads the clock. Under slow calls every call reads it twice, and every failure waits.\n\n")
+	p("`BenchmarkPoliciesParallel`: closed-state calls through one breaker, 8 goroutines per core, under each kind of policy: all succeeding, and one in ten failing with the circuit staying closed. A failure that cannot open the circuit is counted without waiting for the breaker's goroutine (under a count window, with its place among the successes, which the window's order needs), but under slow calls, where every failure waits, and every call reads the clock twice. Under a time window a success also reads the clock.\n\n")
 	p("| policy | all succeed (ns/op) | one in 10 fails (ns/op) |\n|---|---:|---:|\n")
 	for _, pol := range []string{"consecutive", "count-window", "time-window", "slow-calls"} {
 		v1, ok1 := ms.get("PoliciesParallel/"+pol+"/all-succeed", "ns/op")

@@ -1,0 +1,148 @@
+package engine
+
+import (
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A breaker with a count-based window tallies the failures that cannot
+// open it, each with its place among the successes (see
+// Breaker.orderedFailure). These tests pin what that must keep.
+
+// A failure with room is tallied: it takes a record, and the snapshot
+// stays. The first failure of a clean window has no records to take, and
+// waits.
+func TestOrderedFailureTallies(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.5, WindowSize: 100, MinimumCalls: 10})
+	require.True(t, b.ordered())
+	for range 20 {
+		require.NoError(t, b.Call(succeed))
+	}
+	require.Nil(t, b.snap.Load().recs, "no failure yet: no records")
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	s := b.snap.Load()
+	require.NotNil(t, s.recs, "a failure in the window: records")
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	require.NoError(t, b.Call(succeed))
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	assert.Same(t, s, b.snap.Load(), "tallied: no message replaced the snapshot")
+	// Each record holds the successes of this snapshot's tally its failure
+	// saw, plus one.
+	assert.Equal(t, uint64(0+1), s.recs[0].Load())
+	assert.Equal(t, uint64(1+1), s.recs[1].Load())
+	assert.Zero(t, s.recs[2].Load())
+	c := b.Counts()
+	assert.Equal(t, uint64(3), c.Failures)
+	assert.Equal(t, uint64(24), c.WindowCalls)
+	assert.Equal(t, uint64(1), c.ConsecutiveFailures)
+}
+
+// Two goroutines call one breaker at once, each with an outcome pattern of
+// its own, through many folds. The window's last calls must be what some
+// interleaving of the two patterns ends with: each goroutine's outcomes in
+// its own order, whatever the other did meanwhile.
+func TestOrderedFailuresKeepEachGoroutinesOrder(t *testing.T) {
+	const n, calls = 64, 300
+	for round := range 30 {
+		b, err := NewBreaker("ordered", Config{FailureRateThreshold: 0.99, WindowSize: n, MinimumCalls: n})
+		require.NoError(t, err)
+		var seqs [2][]bool // true: a failure
+		for g := range seqs {
+			rng := rand.New(rand.NewPCG(uint64(round), uint64(g)))
+			for range calls {
+				seqs[g] = append(seqs[g], rng.IntN(4) == 0)
+			}
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := range seqs {
+			wg.Go(func() {
+				<-start
+				for _, f := range seqs[g] {
+					work := succeed
+					if f {
+						work = fail
+					}
+					_ = b.Call(work)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		require.NoError(t, b.Close()) // applies every tally; the window is the test's from here
+		require.Zero(t, b.Counts().Trips)
+
+		w := b.m.win
+		last := make([]bool, n) // oldest first
+		for i := range n {
+			f := w.ring[(w.pos+i)%n]
+			require.NotZero(t, f&flagCall)
+			last[i] = f&flagFail != 0
+		}
+		assert.True(t, endsAnInterleaving(last, seqs[0], seqs[1]), "round %d: the window's last %d calls %v are no interleaving of the two goroutines' own", round, n, last)
+	}
+}
+
+// endsAnInterleaving reports whether w is what some interleaving of a and
+// b ends with: an interleaving of a suffix of a and a suffix of b.
+func endsAnInterleaving(w, a, b []bool) bool {
+	for k := max(0, len(w)-len(b)); k <= min(len(w), len(a)); k++ {
+		sa, sb := a[len(a)-k:], b[len(b)-(len(w)-k):]
+		// ok[j]: w[:i+j] interleaves sa[:i] and sb[:j], row by row in i.
+		ok := make([]bool, len(sb)+1)
+		for i := 0; i <= len(sa); i++ {
+			for j := 0; j <= len(sb); j++ {
+				switch {
+				case i == 0 && j == 0:
+					ok[j] = true
+				default:
+					fromA := i > 0 && ok[j] && sa[i-1] == w[i+j-1]
+					fromB := j > 0 && ok[j-1] && sb[j-1] == w[i+j-1]
+					ok[j] = fromA || fromB
+				}
+			}
+		}
+		if ok[len(sb)] {
+			return true
+		}
+	}
+	return false
+}
+
+// A failure whose record says it saw more successes than the fold read
+// (a success and then the failure came between the fold's two reads)
+// waits for a later fold: placed now, it would go before that success,
+// which its own goroutine had before it.
+func TestOrderedFailureThatSawMoreThanTheFoldWaits(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.9, WindowSize: 10, MinimumCalls: 10})
+	for range 10 {
+		require.NoError(t, b.Call(succeed))
+	}
+	require.ErrorIs(t, b.Call(fail), errBoom) // the window's first failure: waits, and brings records
+	s := b.snap.Load()
+	require.NotNil(t, s.recs)
+	require.True(t, b.act.Idle()) // this goroutine takes the breaker's steps
+
+	read := s.successes.Load()                // the fold reads the successes tally...
+	require.NoError(t, b.Call(succeed))       // ...a success is tallied...
+	require.ErrorIs(t, b.Call(fail), errBoom) // ...and then a failure, which saw it...
+	require.Same(t, s, b.snap.Load(), "both tallied")
+	now := time.Now()
+	b.foldRecords(now, s, Permit{Gen: s.gen}, read, 0) // ...before the fold reads the records
+	require.Equal(t, []uint64{uint64(read) + 1}, b.x.pending, "the failure waits for the success it saw")
+
+	c := b.Counts() // the next fold has both
+	assert.Empty(t, b.x.pending)
+	assert.Equal(t, uint64(2), c.Failures)
+	assert.Equal(t, uint64(11), c.Successes, "each success once")
+	w := b.m.win
+	last := func(i int) bool { return w.ring[(w.pos+len(w.ring)-1-i)%len(w.ring)]&flagFail != 0 }
+	assert.True(t, last(0), "the failure last")
+	assert.False(t, last(1), "after the success it saw")
+	assert.True(t, last(2), "the first failure")
+}
