@@ -113,16 +113,12 @@ func (a *Actor[M]) run() {
 // costs no goroutine start and no hand-off: the caller runs the handler
 // itself, as the goroutine that would have been started for m would, and
 // nothing else runs the actor meanwhile. Messages sent while it does are
-// handled after m, by a goroutine started for them. If the handler
-// panics, the actor is released before the panic goes on.
+// handled after m: up to drainMax of them by the caller too, the rest by a
+// goroutine started for them. If a handler panics, the actor is released
+// before the panic goes on.
 func (a *Actor[M]) TryHandle(m M) bool {
 	if !a.pending.CompareAndSwap(0, 1) {
 		return false
-	}
-	release := func() {
-		if a.pending.Add(-1) != 0 {
-			go a.run() // queued meanwhile, or a stop request
-		}
 	}
 	// The count is not tied to particular messages: one queued by a
 	// sender still inside Send, not yet counted, lets another's count go
@@ -131,12 +127,39 @@ func (a *Actor[M]) TryHandle(m M) bool {
 	// was queued before (by this goroutine too) is seen here, and goes
 	// first.
 	if len(a.inbox) != 0 {
-		release()
+		a.release(0)
 		return false
 	}
-	defer release()
+	finished := false
+	defer func() {
+		if !finished {
+			a.release(0) // a handler panicked: hand the actor over at once
+		}
+	}()
 	a.h.Handle(m)
+	a.release(drainMax)
+	finished = true
 	return true
+}
+
+// drainMax is how many messages queued while a caller handled its own a
+// TryHandle caller handles too. A goroutine started for them would wait
+// for a processor until the caller blocks or is preempted, which for a
+// caller that goes on without blocking can be milliseconds, while its
+// senders wait; a few messages cost the caller a microsecond or so.
+const drainMax = 4
+
+// release ends a TryHandle's hold on the actor: it handles up to n of the
+// messages queued meanwhile, and starts a goroutine for the rest, or for
+// a stop request.
+func (a *Actor[M]) release(n int) {
+	for ; a.pending.Add(-1) != 0; n-- {
+		if n == 0 || a.stopping.Load() {
+			go a.run()
+			return
+		}
+		a.h.Handle(<-a.inbox)
+	}
 }
 
 // Send queues m. It waits while the mailbox is full, and returns ctx.Err()

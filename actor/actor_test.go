@@ -548,8 +548,67 @@ func TestTryHandleRefusesWhileBusy(t *testing.T) {
 }
 
 // Messages sent while a caller handles its own are handled after it, in
-// order, by a goroutine started for them; and a stop requested meanwhile
-// is honoured.
+// order: the first drainMax by the caller too (a goroutine started for
+// them would wait for a processor while the caller runs on), the rest by
+// a goroutine started for them.
+func TestTryHandleDrainsWhatCameMeanwhile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		caller := goid()
+		var got []int
+		var onCaller []bool
+		var a *Actor[int]
+		a = Start(drainMax+1, func(m int) {
+			got = append(got, m)
+			onCaller = append(onCaller, goid() == caller)
+			if m == 0 {
+				for i := range drainMax + 1 {
+					require.NoError(t, a.Send(t.Context(), i+1))
+				}
+			}
+		}, nil)
+		defer a.Stop()
+		require.True(t, a.TryHandle(0))
+		synctest.Wait()
+		want := []int{0}
+		wantOn := []bool{true}
+		for i := range drainMax + 1 {
+			want = append(want, i+1)
+			wantOn = append(wantOn, i < drainMax)
+		}
+		assert.Equal(t, want, got)
+		assert.Equal(t, wantOn, onCaller, "drainMax on the caller, the rest on a goroutine of the actor's")
+		assert.True(t, a.Idle())
+	})
+}
+
+// A message the caller handles for another sender may panic too: the
+// actor is released all the same.
+func TestTryHandleReleasesTheActorWhenADrainedHandlerPanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var got []int
+		var a *Actor[int]
+		a = Start(4, func(m int) {
+			switch m {
+			case 1:
+				require.NoError(t, a.Send(t.Context(), 2))
+				require.NoError(t, a.Send(t.Context(), 3))
+			case 2:
+				panic("boom")
+			}
+			got = append(got, m)
+		}, nil)
+		defer a.Stop()
+		assert.PanicsWithValue(t, "boom", func() { a.TryHandle(1) })
+		synctest.Wait()
+		require.NoError(t, a.Send(t.Context(), 4))
+		synctest.Wait()
+		assert.Equal(t, []int{1, 3, 4}, got, "the actor still runs, in order")
+		assert.True(t, a.Idle())
+	})
+}
+
+// Messages sent while a caller handles its own are handled after it, in
+// order; and a stop requested meanwhile is honoured.
 func TestTryHandleHandsOnWhatCameMeanwhile(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var got []int

@@ -11,7 +11,8 @@
 // stopped. The goroutine lives only while there are messages to handle, so
 // an idle actor costs a few hundred bytes and no goroutine; and a caller
 // that finds it idle can handle a request itself with [Actor.TryHandle],
-// sparing the goroutine start and the hand-off.
+// sparing the goroutine start and the hand-off (and then a few messages
+// that came meanwhile too).
 //
 // Two helpers carry values out of an actor without ever blocking it:
 //

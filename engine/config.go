@@ -88,7 +88,8 @@ type Config struct {
 	// ShouldTrip, if set, is asked after every failure or slow call in the
 	// closed state and opens the circuit when it returns true. It runs on
 	// whichever goroutine is running the breaker (its own, or a caller
-	// that found it idle): keep it quick, do not call the breaker from it
+	// that found it idle, which may be handling another caller's failure):
+	// keep it quick, do not call the breaker from it
 	// (nor report an outcome to it: the breaker would wait on itself), and
 	// do not let it panic, since the panic reaches that goroutine. Since
 	// the breaker cannot tell beforehand what it will say,
