@@ -3,7 +3,9 @@ package actor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 )
 
@@ -114,8 +116,14 @@ func (a *Actor[M]) run() {
 // itself, as the goroutine that would have been started for m would, and
 // nothing else runs the actor meanwhile. Messages sent while it does are
 // handled after m: up to drainMax of them by the caller too, the rest by a
-// goroutine started for them. If a handler panics, the actor is released
-// before the panic goes on.
+// goroutine started for them. If m's handler panics, the actor is released
+// before the panic goes on; a panic in another sender's message goes on on
+// a goroutine of its own, as it would have on the actor's.
+//
+// The caller lends its goroutine to the actor, other senders' messages
+// included: a handler must not wait for anything that needs the caller to
+// return first. So an actor's handler should not call TryHandle on an
+// actor whose handlers may send to it.
 func (a *Actor[M]) TryHandle(m M) bool {
 	if !a.pending.CompareAndSwap(0, 1) {
 		return false
@@ -133,12 +141,12 @@ func (a *Actor[M]) TryHandle(m M) bool {
 	finished := false
 	defer func() {
 		if !finished {
-			a.release(0) // a handler panicked: hand the actor over at once
+			a.release(0) // the handler panicked: hand the actor over at once
 		}
 	}()
 	a.h.Handle(m)
-	a.release(drainMax)
 	finished = true
+	a.release(drainMax)
 	return true
 }
 
@@ -158,8 +166,43 @@ func (a *Actor[M]) release(n int) {
 			go a.run()
 			return
 		}
-		a.h.Handle(<-a.inbox)
+		if !a.drain(<-a.inbox) {
+			return
+		}
 	}
+}
+
+// drain handles another sender's message for a TryHandle caller, and
+// reports whether it returned. A panic there is not the caller's to see
+// (it may recover it, and the sender would wait for good): the actor is
+// released, and the panic goes on on a goroutine of its own, as it would
+// have on the actor's.
+func (a *Actor[M]) drain(m M) (ok bool) {
+	defer func() {
+		if !ok {
+			p := recover()
+			a.release(0)
+			if p != nil { // nil: runtime.Goexit, which goes on here
+				repanic(drainedPanic{p, debug.Stack()})
+			}
+		}
+	}()
+	a.h.Handle(m)
+	return true
+}
+
+// repanic raises p on a goroutine of its own. A variable, for tests.
+var repanic = func(p any) { go panic(p) }
+
+// drainedPanic is a panic raised by a handler that ran for another
+// sender on a TryHandle caller, with the stack it was raised on.
+type drainedPanic struct {
+	value any
+	stack []byte
+}
+
+func (p drainedPanic) String() string {
+	return fmt.Sprintf("%v [recovered from a handler run by actor.TryHandle, and raised again]\n\n%s", p.value, p.stack)
 }
 
 // Send queues m. It waits while the mailbox is full, and returns ctx.Err()

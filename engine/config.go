@@ -89,11 +89,12 @@ type Config struct {
 	// closed state and opens the circuit when it returns true. It runs on
 	// whichever goroutine is running the breaker (its own, or a caller
 	// that found it idle, which may be handling another caller's failure):
-	// keep it quick, do not call the breaker from it
-	// (nor report an outcome to it: the breaker would wait on itself), and
-	// do not let it panic, since the panic reaches that goroutine. Since
-	// the breaker cannot tell beforehand what it will say,
-	// every failure or slow call is then handled as one that may open the
+	// keep it quick, do not call the breaker from it (nor report an
+	// outcome to it: the breaker would wait on itself), and do not let it
+	// panic: the panic reaches the caller whose failure it was asked about
+	// if that caller runs the breaker, and crashes the program otherwise.
+	// Since the breaker cannot tell beforehand what it will say, every
+	// failure or slow call is then handled as one that may open the
 	// circuit: its caller waits, and calls ending meanwhile wait with it.
 	// The built-in policies tell, and cost less.
 	ShouldTrip func(Counts) bool
