@@ -38,6 +38,10 @@ type subject struct {
 	// call that does not finish while timing. nil when the library has no
 	// half-open limit.
 	halfOpen func(b *testing.B) func(work func() error) error
+	// rate: a closed breaker under a failure-rate policy, 50% of the last
+	// 100 calls once there are 100, which 10% failures never reach. nil
+	// when the library has no rate policy.
+	rate func(b *testing.B) func(work func() error) error
 }
 
 var (
@@ -48,7 +52,10 @@ var (
 	hour    = time.Hour
 )
 
-const threshold = 1000
+const (
+	threshold = 1000
+	rateCalls = 100 // the rate policies' window and minimum
+)
 
 // ours builds subjects for this project's entry points.
 func ours(name string, call func(*engine.Breaker) func(func() error) error) subject {
@@ -80,8 +87,18 @@ func ours(name string, call func(*engine.Breaker) func(func() error) error) subj
 			}
 			return call(br)
 		},
+		rate: func(b *testing.B) func(func() error) error {
+			return call(newB(b, engine.Config{FailureRateThreshold: 0.5, WindowSize: rateCalls, MinimumCalls: rateCalls}))
+		},
 	}
 }
+
+// gobreakerRate trips at 50% failures once there are rateCalls calls.
+// gobreaker has no sliding window: with Interval 0 its counts run from the
+// last change of state, so this is the rate over every call since.
+var gobreakerRate = gobreaker.Settings{ReadyToTrip: func(c gobreaker.Counts) bool {
+	return c.Requests >= rateCalls && 2*c.TotalFailures >= c.Requests
+}}
 
 var subjects = []subject{
 	{
@@ -163,6 +180,9 @@ var subjects = []subject{
 			hold(b, func(wait func() error) { _, _ = cb.Execute(func() (int, error) { return 0, wait() }) })
 			return gobreakerExecute(cb)
 		},
+		rate: func(*testing.B) func(func() error) error {
+			return gobreakerExecute(gobreaker.NewCircuitBreaker[int](gobreakerRate))
+		},
 	},
 	{
 		name: "gobreaker-TwoStep",
@@ -189,6 +209,9 @@ var subjects = []subject{
 			}
 			return gobreakerTwoStep(cb)
 		},
+		rate: func(*testing.B) func(func() error) error {
+			return gobreakerTwoStep(gobreaker.NewTwoStepCircuitBreaker[int](gobreakerRate))
+		},
 	},
 	{
 		name: "failsafe-Run",
@@ -204,6 +227,9 @@ var subjects = []subject{
 			cb := failsafeHalfOpen(b)
 			return failsafeRun(cb)
 		},
+		rate: func(*testing.B) func(func() error) error {
+			return failsafeRun(circuitbreaker.NewBuilder[any]().WithFailureThresholdRatio(rateCalls/2, rateCalls).Build())
+		},
 	},
 	{
 		name: "failsafe-Permit",
@@ -217,6 +243,9 @@ var subjects = []subject{
 		},
 		halfOpen: func(b *testing.B) func(func() error) error {
 			return failsafePermit(failsafeHalfOpen(b))
+		},
+		rate: func(*testing.B) func(func() error) error {
+			return failsafePermit(circuitbreaker.NewBuilder[any]().WithFailureThresholdRatio(rateCalls/2, rateCalls).Build())
 		},
 	},
 	{
@@ -236,7 +265,8 @@ var subjects = []subject{
 	{
 		// hystrix-go trips on an error percentage (set to 100%, which 10%
 		// failures never reach) rather than consecutive failures, and runs
-		// every call on goroutines of its own.
+		// every call on goroutines of its own. Its rate is over a rolling
+		// 10 s, not the last 100 calls.
 		name: "hystrix",
 		closed: func(*testing.B) func(func() error) error {
 			return hystrixDo(hystrixCommand(hystrix.CommandConfig{Timeout: 60_000, MaxConcurrentRequests: 1 << 20, ErrorPercentThreshold: 100, RequestVolumeThreshold: threshold}))
@@ -253,9 +283,13 @@ var subjects = []subject{
 			hold(b, func(wait func() error) { _ = hystrix.Do(name, wait, nil) })
 			return hystrixDo(name)
 		},
+		rate: func(*testing.B) func(func() error) error {
+			return hystrixDo(hystrixCommand(hystrix.CommandConfig{Timeout: 60_000, MaxConcurrentRequests: 1 << 20, ErrorPercentThreshold: 50, RequestVolumeThreshold: rateCalls}))
+		},
 	},
 	{
-		// rubyist's half-open admits one call per backoff interval.
+		// rubyist's half-open admits one call per backoff interval; its
+		// rate is over a rolling 10 s, not the last 100 calls.
 		name: "rubyist",
 		closed: func(*testing.B) func(func() error) error {
 			return rubyistCall(rubyist.NewConsecutiveBreaker(threshold))
@@ -271,6 +305,9 @@ var subjects = []subject{
 			time.Sleep(2 * time.Millisecond)
 			hold(b, func(wait func() error) { _ = cb.Call(wait, 0) })
 			return rubyistCall(cb)
+		},
+		rate: func(*testing.B) func(func() error) error {
+			return rubyistCall(rubyist.NewRateBreaker(0.5, rateCalls))
 		},
 	},
 }
@@ -404,6 +441,7 @@ func run(b *testing.B, setup func(subject) func(*testing.B) func(func() error) e
 func closed(s subject) func(*testing.B) func(func() error) error   { return s.closed }
 func open(s subject) func(*testing.B) func(func() error) error     { return s.open }
 func halfOpen(s subject) func(*testing.B) func(func() error) error { return s.halfOpen }
+func rate(s subject) func(*testing.B) func(func() error) error     { return s.rate }
 
 func serial(work func() error) func(*testing.B, func(func() error) error) {
 	return func(b *testing.B, call func(func() error) error) {
@@ -433,10 +471,11 @@ func parallel(p int, work func() error, failEvery10 bool) func(*testing.B, func(
 	}
 }
 
-func BenchmarkClosedSerial(b *testing.B)      { run(b, closed, serial(ok)) }
-func BenchmarkClosedParallel1(b *testing.B)   { run(b, closed, parallel(1, ok, false)) }
-func BenchmarkClosedParallel8(b *testing.B)   { run(b, closed, parallel(8, ok, false)) }
-func BenchmarkOpenSerial(b *testing.B)        { run(b, open, serial(ok)) }
-func BenchmarkOpenParallel8(b *testing.B)     { run(b, open, parallel(8, ok, false)) }
-func BenchmarkFailures10Pct8(b *testing.B)    { run(b, closed, parallel(8, ok, true)) }
-func BenchmarkHalfOpenParallel8(b *testing.B) { run(b, halfOpen, parallel(8, ok, false)) }
+func BenchmarkClosedSerial(b *testing.B)       { run(b, closed, serial(ok)) }
+func BenchmarkClosedParallel1(b *testing.B)    { run(b, closed, parallel(1, ok, false)) }
+func BenchmarkClosedParallel8(b *testing.B)    { run(b, closed, parallel(8, ok, false)) }
+func BenchmarkOpenSerial(b *testing.B)         { run(b, open, serial(ok)) }
+func BenchmarkOpenParallel8(b *testing.B)      { run(b, open, parallel(8, ok, false)) }
+func BenchmarkFailures10Pct8(b *testing.B)     { run(b, closed, parallel(8, ok, true)) }
+func BenchmarkHalfOpenParallel8(b *testing.B)  { run(b, halfOpen, parallel(8, ok, false)) }
+func BenchmarkRateFailures10Pct8(b *testing.B) { run(b, rate, parallel(8, ok, true)) }

@@ -214,13 +214,19 @@ func median(xs []float64) float64 {
 const reference = "gobreaker-Execute"
 
 var titles = map[string]string{
-	"ClosedSerial":      "Closed, success, 1 goroutine",
-	"ClosedParallel1":   "Closed, success, parallel (1 goroutine per core)",
-	"ClosedParallel8":   "Closed, success, parallel (8 goroutines per core)",
-	"OpenSerial":        "Open, rejected, 1 goroutine",
-	"OpenParallel8":     "Open, rejected, parallel (8 goroutines per core)",
-	"Failures10Pct8":    "10% failures, stays closed, parallel (8 goroutines per core)",
-	"HalfOpenParallel8": "Half-open, probe slot taken, rejected, parallel (8 goroutines per core)",
+	"ClosedSerial":       "Closed, success, 1 goroutine",
+	"ClosedParallel1":    "Closed, success, parallel (1 goroutine per core)",
+	"ClosedParallel8":    "Closed, success, parallel (8 goroutines per core)",
+	"OpenSerial":         "Open, rejected, 1 goroutine",
+	"OpenParallel8":      "Open, rejected, parallel (8 goroutines per core)",
+	"Failures10Pct8":     "10% failures, stays closed, parallel (8 goroutines per core)",
+	"HalfOpenParallel8":  "Half-open, probe slot taken, rejected, parallel (8 goroutines per core)",
+	"RateFailures10Pct8": "10% failures under a failure-rate policy, stays closed, parallel (8 goroutines per core)",
+}
+
+// notes say more of a scenario, under its title.
+var notes = map[string]string{
+	"RateFailures10Pct8": "Every subject with a rate policy trips at 50% failures once its window holds 100 calls: this project and failsafe-go over the last 100 calls, hystrix-go and rubyist over a rolling 10 s, gobreaker over every call since its last change of state (it has no window). eapache has no rate policy.",
 }
 
 // ours are the synchronous entry points the targets hold for.
@@ -295,6 +301,9 @@ func write(w io.Writer, results map[string]map[string]*sample, order []string, m
 			title = sc
 		}
 		p("## %s\n\n", title)
+		if n := notes[sc]; n != "" {
+			p("%s\n\n", n)
+		}
 		ref := 0.0
 		if r := rs[reference]; r != nil {
 			ref = median(r.ns)
