@@ -94,6 +94,7 @@ type snapshot struct {
 	successes, ignored atomic.Int64
 	flags              atomic.Uint32 // full and mayTrip; see those
 	stop               bool          // the breaker is closed
+	untallied          bool          // takes no tallies: the clock stepped back (see newSnapshot)
 	recs               *records      // an ordered breaker's failures tally, if it has one (see Breaker.orderedFailure)
 
 	// What the common paths touch fits the first cache line; the second
@@ -760,7 +761,7 @@ func (s *snapshot) saw(run, tally *atomic.Int64) {
 // s: always, but under a time-based window, whose snapshot takes tallies
 // only within its bucket.
 func (s *snapshot) within(t int64) bool {
-	return s.bucketEnd == 0 || t >= s.bucketStart && t < s.bucketEnd
+	return !s.untallied && (s.bucketEnd == 0 || t >= s.bucketStart && t < s.bucketEnd)
 }
 
 // tally counts a success or ignored outcome of a call admitted under s. It
@@ -1114,12 +1115,10 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 		w := b.m.win.width
 		s.bucketStart = now.UnixNano() / w * w
 		s.bucketEnd = s.bucketStart + w
-		if b.m.win.ahead(now) {
-			// The clock has stepped back: tallies folded into this bucket
-			// would count in none. So the snapshot takes none (within is
-			// never true), and outcomes go live, until one takes the slot.
-			s.bucketEnd = s.bucketStart
-		}
+		// The clock has stepped back: tallies folded into this bucket
+		// would count in none. So the snapshot takes none (within is never
+		// true), and outcomes go live, until one takes the slot.
+		s.untallied = b.m.win.ahead(now)
 	}
 	if s.state != Closed {
 		if b.rejected == nil {

@@ -204,3 +204,46 @@ func TestWindowReviewClockStepBackKeepsTalliedOutcomes(t *testing.T) {
 	}
 	assert.Equal(t, m.Counts(mock.Now()).WindowCalls, b.Counts().WindowCalls, "every success counts in the window")
 }
+
+// TestWindowReviewClockStepBackKeepsTalliedOutcomes, with the clock
+// stepped back into the first bucket after the Unix epoch, where a
+// clock.NewMock starts. At 6017e54 newSnapshot marked a snapshot that must
+// take no tallies with bucketEnd = bucketStart, which is 0 there: and
+// within reads bucketEnd == 0 as "no time-based window", so the snapshot
+// took every tally, folded them into a slot that holds a newer bucket
+// (they counted in no bucket), and was never replaced by a later bucket
+// either. Now the snapshot says so with a flag of its own.
+func TestWindowReviewClockStepBackToTheEpochBucket(t *testing.T) {
+	cfg := Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 5}
+	m, err := NewMachine("m", cfg)
+	require.NoError(t, err)
+	mock := clock.NewMock() // at the Unix epoch
+	cfg.Clock = mock
+	b := newTestBreaker(t, cfg)
+	require.True(t, b.lean && b.timed())
+
+	call := func(work func() error, o Outcome) {
+		t.Helper()
+		now := mock.Now()
+		p, err := m.Admit(now)
+		require.NoError(t, err)
+		m.Report(now, p, o, work(), 0)
+		_ = b.Call(work)
+	}
+	for i := range 10 {
+		mock.Set(time.Unix(int64(10+i), 0))
+		call(succeed, Success)
+	}
+	mock.Set(time.Unix(0, int64(500*time.Millisecond))) // back into bucket 0, whose slot holds bucket 10
+	_ = b.Counts()                                      // a metrics scrape
+	s := b.snap.Load()
+	assert.False(t, s.within(mock.Now().UnixNano()), "a snapshot whose slot holds a newer bucket takes no tallies")
+	for range 5 {
+		call(fail, Failure)
+	}
+	require.Equal(t, Open, m.State(), "the machine: 5 failures in 5 calls after the clock stepped back")
+	c := b.Counts()
+	assert.Equal(t, uint64(5), c.Failures)
+	assert.Equal(t, m.Counts(mock.Now()).WindowFailures, c.WindowFailures, "every failure counts in the window")
+	assert.Equal(t, Open, b.State(), "the breaker must agree with the machine fed the same outcomes")
+}
