@@ -154,55 +154,54 @@ func TestWindowReviewSuccessOutsideTheBucketWhileAFailureTrips(t *testing.T) {
 // live until one takes the slot. (Successes were dropped the same way
 // before: the last step checks them too.)
 func TestWindowReviewClockStepBackKeepsTalliedOutcomes(t *testing.T) {
-	cfg := Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 5}
+	rate := Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 5}
+	t0 := time.Unix(1_700_000_000, 0) // a multiple of 10 s
+	m, b, now := clockStepBack(t, rate, t0, t0.Add(-time.Minute), fail, 5)
+	require.True(t, b.lean && b.timed())
+	require.Equal(t, Open, m.State(), "the machine: 5 failures in 5 calls after the clock stepped back")
+	c := b.Counts()
+	assert.Equal(t, uint64(5), c.Failures)
+	assert.Equal(t, m.Counts(now).WindowFailures, c.WindowFailures, "every failure counts in the window")
+	assert.Equal(t, Open, b.State(), "the breaker must agree with the machine fed the same outcomes")
+
+	// Successes, on a breaker whose window has no rate policy, so that
+	// they tally (under one, an empty window keeps them waiting).
+	noRate := Config{FailureThreshold: 100, WindowDuration: 10 * time.Second, WindowBuckets: 10}
+	m, b, now = clockStepBack(t, noRate, t0, t0.Add(-time.Minute), succeed, 3)
+	assert.Equal(t, m.Counts(now).WindowCalls, b.Counts().WindowCalls, "every success counts in the window")
+}
+
+// clockStepBack feeds a breaker with cfg and a Machine the same calls: 10
+// successes from t0 on, one per second; then, with the clock set back to
+// back (whose slot then holds a newer bucket), a Counts (a metrics
+// scrape) and n calls of work. It returns both,
+// and the time the last calls were made at.
+func clockStepBack(t *testing.T, cfg Config, t0, back time.Time, work func() error, n int) (*Machine, *Breaker, time.Time) {
+	t.Helper()
 	m, err := NewMachine("m", cfg)
 	require.NoError(t, err)
 	mock := clock.NewMock()
 	cfg.Clock = mock
 	b := newTestBreaker(t, cfg)
-	require.True(t, b.lean && b.timed())
-
-	t0 := time.Unix(1_700_000_000, 0) // a multiple of 10 s
-	call := func(work func() error, o Outcome) {
-		t.Helper()
+	call := func(work func() error) {
 		now := mock.Now()
 		p, err := m.Admit(now)
-		require.NoError(t, err)
-		m.Report(now, p, o, work(), 0)
+		if err == nil {
+			m.Report(now, p, m.cfg.Classify(work()), nil, 0)
+		}
 		_ = b.Call(work)
 	}
 	for i := range 10 {
 		mock.Set(t0.Add(time.Duration(i) * time.Second))
-		call(succeed, Success)
+		call(succeed)
 	}
-	mock.Set(t0.Add(-time.Minute))
-	_ = b.Counts() // a metrics scrape
-	for range 5 {
-		call(fail, Failure)
-	}
-	require.Equal(t, Open, m.State(), "the machine: 5 failures in 5 calls after the clock stepped back")
-	c := b.Counts()
-	assert.Equal(t, uint64(5), c.Failures)
-	assert.Equal(t, m.Counts(mock.Now()).WindowFailures, c.WindowFailures, "every failure counts in the window")
-	assert.Equal(t, Open, b.State(), "the breaker must agree with the machine fed the same outcomes")
-
-	// Successes, on a breaker whose window has no rate policy, so that
-	// they tally (under one, an empty window keeps them waiting).
-	cfg = Config{FailureThreshold: 100, WindowDuration: 10 * time.Second, WindowBuckets: 10}
-	m, err = NewMachine("m", cfg)
-	require.NoError(t, err)
-	cfg.Clock = mock
-	b = newTestBreaker(t, cfg)
-	for i := range 10 {
-		mock.Set(t0.Add(time.Duration(i) * time.Second))
-		call(succeed, Success)
-	}
-	mock.Set(t0.Add(-time.Minute))
+	mock.Set(back)
 	_ = b.Counts()
-	for range 3 {
-		call(succeed, Success)
+	require.False(t, b.snap.Load().within(back.UnixNano()), "a snapshot whose slot holds a newer bucket takes no tallies")
+	for range n {
+		call(work)
 	}
-	assert.Equal(t, m.Counts(mock.Now()).WindowCalls, b.Counts().WindowCalls, "every success counts in the window")
+	return m, b, back
 }
 
 // TestWindowReviewClockStepBackKeepsTalliedOutcomes, with the clock
@@ -215,35 +214,11 @@ func TestWindowReviewClockStepBackKeepsTalliedOutcomes(t *testing.T) {
 // either. Now the snapshot says so with a flag of its own.
 func TestWindowReviewClockStepBackToTheEpochBucket(t *testing.T) {
 	cfg := Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 5}
-	m, err := NewMachine("m", cfg)
-	require.NoError(t, err)
-	mock := clock.NewMock() // at the Unix epoch
-	cfg.Clock = mock
-	b := newTestBreaker(t, cfg)
-	require.True(t, b.lean && b.timed())
-
-	call := func(work func() error, o Outcome) {
-		t.Helper()
-		now := mock.Now()
-		p, err := m.Admit(now)
-		require.NoError(t, err)
-		m.Report(now, p, o, work(), 0)
-		_ = b.Call(work)
-	}
-	for i := range 10 {
-		mock.Set(time.Unix(int64(10+i), 0))
-		call(succeed, Success)
-	}
-	mock.Set(time.Unix(0, int64(500*time.Millisecond))) // back into bucket 0, whose slot holds bucket 10
-	_ = b.Counts()                                      // a metrics scrape
-	s := b.snap.Load()
-	assert.False(t, s.within(mock.Now().UnixNano()), "a snapshot whose slot holds a newer bucket takes no tallies")
-	for range 5 {
-		call(fail, Failure)
-	}
+	back := time.Unix(0, int64(500*time.Millisecond)) // bucket 0, whose slot holds bucket 10
+	m, b, now := clockStepBack(t, cfg, time.Unix(10, 0), back, fail, 5)
 	require.Equal(t, Open, m.State(), "the machine: 5 failures in 5 calls after the clock stepped back")
 	c := b.Counts()
 	assert.Equal(t, uint64(5), c.Failures)
-	assert.Equal(t, m.Counts(mock.Now()).WindowFailures, c.WindowFailures, "every failure counts in the window")
+	assert.Equal(t, m.Counts(now).WindowFailures, c.WindowFailures, "every failure counts in the window")
 	assert.Equal(t, Open, b.State(), "the breaker must agree with the machine fed the same outcomes")
 }
