@@ -40,10 +40,10 @@ type Breaker struct {
 	// is the breaker's, not a snapshot's: an admission that clears it must
 	// not land on a snapshot being replaced.
 	idle   atomic.Uint32
-	mock   bool // the clock is driven by hand, so a snapshot can lag it
-	quick  bool // no slow-call policy, no time-based window: quiet outcomes always tally
-	rate   bool // a rate policy is on: some successes must wait (see snapshot.mayTrip)
-	lean   bool // no policy needs each failure or their order: failures may tally too (see Breaker.failure)
+	mock   bool  // the clock is driven by hand, so a snapshot can lag it
+	quick  bool  // no slow-call policy, no time-based window: quiet outcomes always tally
+	rate   bool  // a rate policy is on: some successes must wait (see snapshot.mayTrip)
+	fails  fails // how failures that cannot open the circuit are tallied, if at all
 	slowAt time.Duration
 
 	snap     atomic.Pointer[snapshot]
@@ -259,26 +259,37 @@ func newBreaker(name string, cfg *Config) *Breaker {
 	_, b.mock = cfg.Clock.(*clock.Mock)
 	b.quick = cfg.SlowCallThreshold == 0 && cfg.WindowDuration == 0
 	b.rate = cfg.ratePolicy()
-	// Lean: consecutive failures, a failure rate over a time-based window,
-	// or both, and nothing else. A slow-call policy must time each failure
-	// and ShouldTrip see it; a count-based window must know the order of
-	// every call, which tallies lose.
-	b.lean = cfg.SlowCallThreshold == 0 && cfg.ShouldTrip == nil && cfg.WindowSize == 0 &&
-		(cfg.FailureThreshold > 0 || cfg.WindowDuration > 0 && cfg.FailureRateThreshold > 0)
+	// Failures tally under consecutive failures, a failure rate, or both,
+	// and nothing else: a slow-call policy must time each failure, and
+	// ShouldTrip see it. A count-based window must know the order of every
+	// call, which plain tallies lose.
+	if cfg.SlowCallThreshold == 0 && cfg.ShouldTrip == nil && (cfg.FailureThreshold > 0 || cfg.FailureRateThreshold > 0) {
+		b.fails = leanFails
+		if cfg.WindowSize > 0 {
+			b.fails = orderedFails
+		}
+	}
 	b.snap.Store(b.newSnapshot(b.now().Now()))
 	b.act.Init(mailbox, (*breakerActor)(b))
 	return b
 }
 
-// ordered reports whether the breaker's policies are consecutive
-// failures, a failure rate over a count-based window, or both, and nothing
-// else: failures may tally too, with their order, which the window needs
-// (see Breaker.orderedFailure). A method, not a field, to keep Breaker in
-// its size class; only failures and the breaker's goroutine ask.
-func (b *Breaker) ordered() bool {
-	c := b.cfg
-	return c.WindowSize > 0 && c.SlowCallThreshold == 0 && c.ShouldTrip == nil && (c.FailureThreshold > 0 || c.FailureRateThreshold > 0)
-}
+// fails says how a breaker tallies the failures that cannot open the
+// circuit.
+type fails uint8
+
+const (
+	byMessage    fails = iota // it does not: every failure waits for the breaker's goroutine
+	leanFails                 // as counts, with runs (see Breaker.failure); no count-based window
+	orderedFails              // with their places among the successes (see Breaker.orderedFailure), for a count-based window
+)
+
+// lean reports whether failures tally as counts (see Breaker.failure).
+func (b *Breaker) lean() bool { return b.fails == leanFails }
+
+// ordered reports whether failures tally with their places among the
+// successes (see Breaker.orderedFailure).
+func (b *Breaker) ordered() bool { return b.fails == orderedFails }
 
 // timed reports whether the breaker has a time-based window: tallies hold
 // only within its bucket (see snapshot.bucketStart).
@@ -575,7 +586,7 @@ var errPanicked = &PanicError{Value: "function panicked"}
 func (c *call) finish(o Outcome, err error) {
 	b, s := c.b, c.snap
 	if b.quick && s != nil && o == Success && !s.mayTrip() {
-		if b.lean {
+		if b.lean() {
 			s.saw(&s.runF, &s.failures)
 		}
 		if s.successes.Add(1) > 0 {
@@ -618,7 +629,7 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 		hint = retryAfter(err)
 	}
 	s := c.snap
-	if s == nil && o == Failure && b.lean { // admitted by a message just as the circuit closed
+	if s == nil && o == Failure && b.lean() { // admitted by a message just as the circuit closed
 		s = b.snap.Load()
 	}
 	if b.timed() && s != nil {
@@ -643,7 +654,7 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	mayTrip := o == Success && b.rate && (s == nil || s.mayTrip())
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
 	if quiet && s != nil && (o == Ignored || !b.quick) {
-		if o == Success && b.lean {
+		if o == Success && b.lean() {
 			s.saw(&s.runF, &s.failures)
 		}
 		if s.tally(o) {
@@ -702,7 +713,7 @@ func (b *Breaker) failure(s *snapshot) bool {
 // breaker's policies allow it and there is room (see Breaker.failure and
 // Breaker.orderedFailure).
 func (b *Breaker) tallyFailure(s *snapshot) bool {
-	return b.lean && b.failure(s) || b.ordered() && b.orderedFailure(s)
+	return b.lean() && b.failure(s) || b.ordered() && b.orderedFailure(s)
 }
 
 // records hold an ordered breaker's failures tally: each failure takes the
@@ -1013,8 +1024,8 @@ func (b *Breaker) publish(now time.Time) {
 	// but once they are all taken, callers can be turned away without it.
 	cur := b.snap.Load()
 	b.setFlags(cur, now)
-	if b.lean || b.ordered() {
-		cur.limit.Store(b.failureLimit(now, cur))
+	if b.fails != byMessage {
+		cur.limit.Store(b.failureLimit(cur, b.m.failureRoom(now)))
 	}
 	// Only now hand the transitions out: whoever sees one and calls the
 	// breaker must find the snapshot already showing it.
@@ -1071,7 +1082,7 @@ func (b *Breaker) publish(now time.Time) {
 // this failure uses is not also taken by tallies applied after it.
 func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 	s := b.snap.Load()
-	if !(b.lean || b.ordered() && m.outcome == Failure) || m.permit.Gen != s.gen || m.permit.Probe != 0 || s.state != Closed || m.outcome == Ignored {
+	if !(b.lean() || b.ordered() && m.outcome == Failure) || m.permit.Gen != s.gen || m.permit.Probe != 0 || s.state != Closed || m.outcome == Ignored {
 		return false
 	}
 	if m.outcome == Failure {
@@ -1126,29 +1137,31 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 		}
 		s.err, s.rej = b.m.OpenError(), b.rejected
 	}
+	b.setFlags(s, now)
+	if b.fails == byMessage {
+		return s
+	}
+	room := b.m.failureRoom(now)
 	if b.ordered() && s.state == Closed {
-		if b.m.win.fails > 0 && b.m.failureRoom(now) > 0 { // failures come in runs: records only then, and if of use
+		if b.m.win.fails > 0 && room > 0 { // failures come in runs: records only then, and if of use
 			s.recs = new(records)
 		}
 		// Its successes need no sighting (see snapshot.saw): the records
 		// place its failures. So the inlined success never looks further.
 		s.runF.Store(math.MaxInt64)
 	}
-	b.setFlags(s, now)
-	if b.lean || b.ordered() {
-		s.limit.Store(b.failureLimit(now, s))
-	}
+	s.limit.Store(b.failureLimit(s, room))
 	return s
 }
 
 // failureLimit is how far the failures tally of s may go without waiting:
-// the tally as last folded plus the machine's room, less the failures read
-// from the tally and not yet applied, within the records an ordered
-// breaker has. It never drops within a snapshot: each failure applied
-// uses at most one place of room, and outcomes applied otherwise only make
-// room.
-func (b *Breaker) failureLimit(now time.Time, s *snapshot) int64 {
-	l := s.foldedF + b.m.failureRoom(now)
+// the tally as last folded plus the machine's room (Machine.failureRoom),
+// less the failures read from the tally and not yet applied, within the
+// records an ordered breaker has. It never drops within a snapshot: each
+// failure applied uses at most one place of room, and outcomes applied
+// otherwise only make room.
+func (b *Breaker) failureLimit(s *snapshot, room int64) int64 {
+	l := s.foldedF + room
 	if !b.ordered() {
 		return l
 	}
@@ -1199,7 +1212,7 @@ func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 		b.foldOrdered(now, s, p, next)
 		return
 	}
-	if !b.lean {
+	if !b.lean() {
 		// The successes tally only grows, until retired, like a lean
 		// breaker's.
 		n := s.successes.Load()

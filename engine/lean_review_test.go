@@ -110,7 +110,7 @@ func holdingBreaker(t *testing.T, cfg Config) (*Breaker, *holdClock) {
 	clk := &holdClock{Clock: clock.New()}
 	cfg.Clock = clk
 	b := newTestBreaker(t, cfg)
-	require.True(t, b.lean)
+	require.True(t, b.lean())
 	t.Cleanup(clk.disarm) // runs before the breaker's Close, which reads the clock
 	return b, clk
 }
@@ -201,7 +201,7 @@ func TestLeanReviewOvertakenFailureOpensUnseen(t *testing.T) {
 // S, Counts, F1, F2, which opens the threshold-2 circuit.
 func TestLeanReviewFailureBeforeAnObservedSuccess(t *testing.T) {
 	b := newTestBreaker(t, Config{FailureThreshold: 2})
-	require.True(t, b.lean)
+	require.True(t, b.lean())
 
 	ge := newGatedErr()
 	gDone := make(chan struct{})
@@ -302,7 +302,7 @@ func TestLeanReviewThresholdOneAlwaysOpens(t *testing.T) {
 		rounds = 200
 	}
 	b := newTestBreaker(t, Config{FailureThreshold: 1})
-	require.True(t, b.lean)
+	require.True(t, b.lean())
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -376,7 +376,7 @@ func TestLeanReviewLastFailureSeesOpen(t *testing.T) {
 // stays closed.
 func TestLeanReviewPastRetryAfterKeepsTheRun(t *testing.T) {
 	b := newTestBreaker(t, Config{FailureThreshold: 2})
-	require.True(t, b.lean)
+	require.True(t, b.lean())
 	require.Error(t, b.Call(func() error { return pastRetry{} }))
 	require.Equal(t, Closed, b.State())
 	require.ErrorIs(t, b.Call(fail), errBoom)
@@ -648,7 +648,7 @@ func TestLeanReviewChaos(t *testing.T) {
 		SubscriberBuffer: 1 << 20,
 	})
 	require.NoError(t, err)
-	require.True(t, b.lean)
+	require.True(t, b.lean())
 	sub := b.Subscribe(t.Context())
 
 	var admitted, rejected atomic.Uint64

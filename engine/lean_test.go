@@ -19,7 +19,7 @@ import (
 // make the failures look consecutive.
 func TestLeanFailureOvertakenBySuccess(t *testing.T) {
 	b := newTestBreaker(t, Config{FailureThreshold: 2})
-	require.True(t, b.lean)
+	require.True(t, b.lean())
 	for i := range 3000 {
 		require.ErrorIs(t, b.Call(fail), errBoom, "round %d", i)
 		require.NoError(t, b.Call(succeed), "round %d: failure, success, failure, ... must never open", i)

@@ -157,7 +157,7 @@ func TestWindowReviewClockStepBackKeepsTalliedOutcomes(t *testing.T) {
 	rate := Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, WindowBuckets: 10, MinimumCalls: 5}
 	t0 := time.Unix(1_700_000_000, 0) // a multiple of 10 s
 	m, b, now := clockStepBack(t, rate, t0, t0.Add(-time.Minute), fail, 5)
-	require.True(t, b.lean && b.timed())
+	require.True(t, b.lean() && b.timed())
 	require.Equal(t, Open, m.State(), "the machine: 5 failures in 5 calls after the clock stepped back")
 	c := b.Counts()
 	assert.Equal(t, uint64(5), c.Failures)
