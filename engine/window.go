@@ -105,10 +105,10 @@ func (w *window) add(now time.Time, fail, slow bool) {
 // this way; it would take any failures first.
 func (w *window) addTallied(now time.Time, calls, fails uint64) {
 	if w.buckets != nil {
-		if b, idx := w.slot(now); b.idx <= idx {
-			nb := w.bucket(now)
-			nb.calls += calls
-			nb.fails += fails
+		if !w.ahead(now) {
+			b := w.bucket(now)
+			b.calls += calls
+			b.fails += fails
 		}
 		return
 	}
