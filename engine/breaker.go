@@ -47,7 +47,7 @@ type Breaker struct {
 	slowAt time.Duration
 
 	snap     atomic.Pointer[snapshot]
-	rejected *stripes // rejections decided from the snapshot; made on first trip
+	rejected *rejections // rejections decided from the snapshot; made on first trip
 	act      actor.Actor[*msg]
 	msgs     atomic.Pointer[sync.Pool] // of *msg, made on first use; see newMsg
 	engine   *Engine                   // the Engine hosting it, if any
@@ -88,8 +88,8 @@ func (b *Breaker) extras() *extras {
 type snapshot struct {
 	state State
 	gen   uint64
-	err   *OpenError // the rejection for Open and HalfOpen
-	rej   *stripes   // where rejections decided from it are counted
+	err   *OpenError  // the rejection for Open and HalfOpen
+	rej   *rejections // where rejections decided from it are counted
 
 	successes, ignored atomic.Int64
 	flags              atomic.Uint32 // full and mayTrip; see those
@@ -518,7 +518,9 @@ func (b *Breaker) admit(ctx context.Context, c *call) error {
 	s := b.snap.Load()
 	if s.state != Closed || s.stop {
 		if s.state == Open && !s.stop && !b.mock {
-			s.rej.add()
+			if s.rej.add()%busy == 0 {
+				s.rej.spread()
+			}
 			return s.err
 		}
 		return b.admitSlow(ctx, s, c)
@@ -541,7 +543,9 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot, c *call) error {
 	case s.stop:
 		return ErrClosed
 	case s.state == Open && !b.due(s), s.state == HalfOpen && s.full():
-		s.rej.add()
+		if s.rej.add()%busy == 0 {
+			s.rej.spread()
+		}
 		return s.err
 	}
 	if err := ctx.Err(); err != nil {
@@ -1133,7 +1137,7 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 	}
 	if s.state != Closed {
 		if b.rejected == nil {
-			b.rejected = new(stripes)
+			b.rejected = new(rejections)
 		}
 		s.err, s.rej = b.m.OpenError(), b.rejected
 	}
@@ -1294,22 +1298,64 @@ func (b *Breaker) foldRecords(now time.Time, s *snapshot, p Permit, succ, next i
 	}
 }
 
-// stripes is a counter spread over cache lines, so that many goroutines
-// rejecting calls at once do not fight over one.
-type stripes [8]struct {
+// rejections counts rejected calls: callers add, the owner takes. It
+// starts as one counter, 128 bytes for a breaker that trips. A breaker
+// that keeps rejecting spreads it over 64 cache lines: the outage that
+// trips a busy breaker sends every core to it at once, and cores sharing
+// one line would pass it back and forth on every rejection.
+type rejections struct {
+	wide atomic.Pointer[stripes] // made once busy
+	_    [56]byte                // one sits on a line of its own: every rejection writes it
+	one  stripe
+}
+
+// busy is how many rejections on one counter make a breaker spread them.
+const busy = 1 << 10
+
+// add counts a rejection and returns the count on its counter so far; on
+// every busy-th, the caller calls spread.
+func (r *rejections) add() uint64 {
+	if w := r.wide.Load(); w != nil {
+		return w.add()
+	}
+	return r.one.n.Add(1)
+}
+
+// spread makes the breaker count rejections over 64 stripes from now on.
+// Called by the caller that finds it busy, so that an open breaker, whose
+// goroutine has nothing to do, need not wake.
+func (r *rejections) spread() {
+	if r.wide.Load() == nil {
+		r.wide.CompareAndSwap(nil, new(stripes))
+	}
+}
+
+// take returns the count so far and starts again from zero.
+func (r *rejections) take() uint64 {
+	n := r.one.n.Swap(0)
+	if w := r.wide.Load(); w != nil {
+		n += w.take()
+	}
+	return n
+}
+
+// stripes is a counter spread over cache lines.
+type stripes [64]stripe
+
+type stripe struct {
 	n atomic.Uint64
 	_ [56]byte
 }
 
-func (s *stripes) add() {
+func (s *stripes) add() uint64 {
 	var here byte
 	// The address of a local variable is a cheap, goroutine-stable hash:
 	// each goroutine keeps hitting the same stripe, so stripes stay in the
 	// cache of the core that runs it. Goroutine stacks start at 2 KiB, so
 	// dropping 11 bits sends goroutines with neighbouring stacks to
-	// different stripes.
-	i := uintptr(unsafe.Pointer(&here)) >> 11 % uintptr(len(s))
-	s[i].n.Add(1)
+	// different stripes. Two goroutines running at once share a stripe a
+	// time in 64.
+	return s[uintptr(unsafe.Pointer(&here))>>11%uintptr(len(s))].n.Add(1)
 }
 
 // take returns the count so far and starts again from zero.

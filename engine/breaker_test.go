@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -60,6 +61,44 @@ func TestSequentialConsistency(t *testing.T) {
 	assert.Equal(t, uint64(3), c.Requests)
 	assert.Equal(t, uint64(1), c.Rejected)
 	assert.Equal(t, uint64(1), c.Trips)
+}
+
+// Rejections start on one counter and spread over stripes once the
+// breaker is busy; none is lost on the way, nor while the owner takes them.
+func TestRejectionsAreCountedAcrossTheSpread(t *testing.T) {
+	b := newTestBreaker(t, Config{})
+	b.Trip()
+	const goroutines, each = 8, 2 * busy
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for range each {
+				if err := b.Call(succeed); !errors.Is(err, ErrOpen) {
+					t.Errorf("Call while open: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 50 {
+			_ = b.Counts() // takes the counts while they are added
+			runtime.Gosched()
+		}
+	})
+	wg.Wait()
+	assert.Equal(t, uint64(goroutines*each), b.Counts().Rejected)
+	assert.NotNil(t, b.rejected.wide.Load(), "a breaker this busy spreads its rejections")
+}
+
+func TestAnIdleOpenBreakerKeepsOneCounter(t *testing.T) {
+	b := newTestBreaker(t, Config{})
+	b.Trip()
+	for range busy - 1 {
+		require.ErrorIs(t, b.Call(succeed), ErrOpen)
+	}
+	assert.Nil(t, b.rejected.wide.Load())
+	assert.Equal(t, uint64(busy-1), b.Counts().Rejected)
 }
 
 func TestSuccessesAreCountedBeforeTheNextCall(t *testing.T) {
