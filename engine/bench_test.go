@@ -73,8 +73,8 @@ func BenchmarkCallOpenParallel(b *testing.B) {
 // BenchmarkPoliciesParallel is closed-state calls, 8 goroutines per core,
 // under each kind of policy: all succeeding (the path that matters most),
 // and one in ten failing, the circuit staying closed. A failure waits for
-// the breaker's goroutine only if it might open the circuit, but under a
-// slow-call policy, where every failure waits.
+// the breaker's goroutine only if it might open the circuit, but under
+// ShouldTrip, which must see every failure.
 func BenchmarkPoliciesParallel(b *testing.B) {
 	for _, p := range []struct {
 		name string
@@ -84,6 +84,7 @@ func BenchmarkPoliciesParallel(b *testing.B) {
 		{"count-window", Config{FailureRateThreshold: 0.5, WindowSize: 100}},
 		{"time-window", Config{FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second}},
 		{"slow-calls", Config{SlowCallThreshold: time.Second}},
+		{"should-trip", Config{ShouldTrip: func(Counts) bool { return false }}},
 	} {
 		for _, every := range []uint64{0, 10} {
 			name := p.name + "/all-succeed"
@@ -151,7 +152,7 @@ func BenchmarkCallOpen(b *testing.B) {
 //   - rate: every other call fails, under a 90% failure-rate threshold
 //     over a count window. The failures are tallied with their place
 //     among the successes.
-//   - slow-calls: every other call fails, under a slow-call policy, which
+//   - should-trip: every other call fails, under a ShouldTrip, which
 //     makes every failure wait for the breaker's goroutine: what it absorbs.
 func BenchmarkFailureStorm(b *testing.B) {
 	policies := []struct {
@@ -161,7 +162,7 @@ func BenchmarkFailureStorm(b *testing.B) {
 	}{
 		{"consecutive", Config{FailureThreshold: 1 << 30}, 1},
 		{"rate", Config{FailureRateThreshold: 0.9, WindowSize: 10_000}, 2},
-		{"slow-calls", Config{SlowCallThreshold: time.Hour}, 2},
+		{"should-trip", Config{ShouldTrip: func(Counts) bool { return false }}, 2},
 	}
 	for _, p := range policies {
 		for _, g := range []int{2, 16, 64} {

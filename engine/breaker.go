@@ -25,8 +25,9 @@ import (
 // a snapshot of its state after every change; a call in the closed state
 // is admitted, and a call in the open state rejected, by reading that
 // snapshot. Successes in the closed state are recorded without waiting,
-// and so are failures that cannot open the circuit, unless a slow-call
-// policy or ShouldTrip is set; every outcome that could change the state
+// and so are failures that cannot open the circuit, unless ShouldTrip is
+// set (under a slow-call policy, failures that were not slow, once the
+// window holds MinimumCalls calls); every outcome that could change the state
 // (a failure that may open the circuit, a slow call, any probe, a success
 // that could trip a rate policy) waits until the breaker has applied it.
 // So when a call returns, its outcome is visible to the same goroutine's
@@ -259,11 +260,9 @@ func newBreaker(name string, cfg *Config) *Breaker {
 	_, b.mock = cfg.Clock.(*clock.Mock)
 	b.quick = cfg.SlowCallThreshold == 0 && cfg.WindowDuration == 0
 	b.rate = cfg.ratePolicy()
-	// Failures tally under consecutive failures, a failure rate, or both,
-	// and nothing else: a slow-call policy must time each failure, and
-	// ShouldTrip see it. A count-based window must know the order of every
-	// call, which plain tallies lose.
-	if cfg.SlowCallThreshold == 0 && cfg.ShouldTrip == nil && (cfg.FailureThreshold > 0 || cfg.FailureRateThreshold > 0) {
+	// Failures tally unless ShouldTrip must see each one. A count-based
+	// window must know the order of every call, which plain tallies lose.
+	if cfg.ShouldTrip == nil {
 		b.fails = leanFails
 		if cfg.WindowSize > 0 {
 			b.fails = orderedFails
@@ -649,7 +648,7 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 			s = nil
 		}
 	}
-	if o == Failure && p.Probe == 0 && hint <= 0 && s != nil && s.gen == p.Gen && b.tallyFailure(s) {
+	if o == Failure && p.Probe == 0 && hint <= 0 && s != nil && s.gen == p.Gen && b.quickFailure(s, elapsed) && b.tallyFailure(s) {
 		return
 	}
 	// A success can trip a rate policy (it may be the call that fills the
@@ -684,10 +683,9 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	_, _ = b.ask(context.Background(), m)
 }
 
-// failure tallies a closed-state failure of a lean breaker, whose
-// policies are consecutive failures, a failure rate over a time-based
-// window, or both, as successes are tallied, if the failure cannot open the
-// circuit. The breaker publishes how far the failures tally may go before a
+// failure tallies a closed-state failure of a lean breaker (no
+// count-based window, no ShouldTrip), as successes are tallied, if the
+// failure cannot open the circuit. The breaker publishes how far the failures tally may go before a
 // failure could open it, in whatever order the tallied outcomes came (see
 // Machine.failureRoom); taking a place in the
 // tally and checking that limit are one compare-and-swap, so every failure
@@ -711,6 +709,15 @@ func (b *Breaker) failure(s *snapshot) bool {
 			return true
 		}
 	}
+}
+
+// quickFailure reports whether a failure that took elapsed is, to a
+// slow-call policy, like a success: it was not slow, and no call that is
+// not slow can trip the slow-call rate, which holds once the window has
+// MinimumCalls calls (see Machine.SuccessMayTrip). Then only the failure
+// policies weigh it, as failureRoom does.
+func (b *Breaker) quickFailure(s *snapshot, elapsed time.Duration) bool {
+	return b.slowAt == 0 || elapsed < b.slowAt && !s.mayTrip()
 }
 
 // tallyFailure tallies a failure that cannot open the circuit, if the
@@ -1090,7 +1097,7 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 		return false
 	}
 	if m.outcome == Failure {
-		if m.hint <= 0 && s.within(now.UnixNano()) && b.tallyFailure(s) {
+		if m.hint <= 0 && s.within(now.UnixNano()) && b.quickFailure(s, m.elapsed) && b.tallyFailure(s) {
 			return true
 		}
 		if b.ordered() {

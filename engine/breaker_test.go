@@ -459,21 +459,24 @@ func TestTimeWindowSuccessTripsAWindowMovedOnByAnotherMessage(t *testing.T) {
 // MinimumCalls it is up, even when the rate is low, since the failure that
 // lands in between can raise it.
 func TestMayTripOnlyFallsWithinASnapshot(t *testing.T) {
-	// A slow-call policy, so that the failure is applied as a message and
-	// keeps the snapshot (an ordered breaker's would seal it: no room).
-	b := newTestBreaker(t, Config{FailureRateThreshold: 0.5, WindowSize: 10, MinimumCalls: 10, SlowCallThreshold: time.Hour})
-	for range 4 {
-		require.ErrorIs(t, b.Call(fail), errBoom)
-	}
-	for range 4 {
-		require.NoError(t, b.Call(succeed))
-	}
-	s := b.snap.Load()
-	require.True(t, s.mayTrip(), "4 of 8 failed, short of MinimumCalls: a success may fill the window")
-	require.ErrorIs(t, b.Call(fail), errBoom) // lands between a check and its tally: 5 of 9
-	require.Same(t, s, b.snap.Load())
-	require.NoError(t, b.Call(succeed)) // 5 of 10: waits, and trips
-	assert.Equal(t, Open, b.State())
+	// A time-based window, in a bubble so that it stays in one bucket: the
+	// failure finds no room, is applied as a message, and keeps the
+	// snapshot (an ordered breaker's would seal it).
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{FailureRateThreshold: 0.5, WindowDuration: time.Hour, MinimumCalls: 10})
+		for range 4 {
+			require.ErrorIs(t, b.Call(fail), errBoom)
+		}
+		for range 4 {
+			require.NoError(t, b.Call(succeed))
+		}
+		s := b.snap.Load()
+		require.True(t, s.mayTrip(), "4 of 8 failed, short of MinimumCalls: a success may fill the window")
+		require.ErrorIs(t, b.Call(fail), errBoom) // lands between a check and its tally: 5 of 9
+		require.Same(t, s, b.snap.Load())
+		require.NoError(t, b.Call(succeed)) // 5 of 10: waits, and trips
+		assert.Equal(t, Open, b.State())
+	})
 }
 
 // A new bucket's snapshot is complete before anyone can load it: its

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -145,4 +146,40 @@ func TestOrderedFailureThatSawMoreThanTheFoldWaits(t *testing.T) {
 	assert.True(t, last(0), "the failure last")
 	assert.False(t, last(1), "after the success it saw")
 	assert.True(t, last(2), "the first failure")
+}
+
+// Under a slow-call policy, a failure that was not slow is tallied like
+// any other, once the window holds MinimumCalls calls: before, it may be
+// the call that brings the window to MinimumCalls with a slow-call rate
+// over the threshold, so it waits, as a success does then. A slow failure
+// always waits.
+func TestOrderedQuickFailureTalliesUnderASlowCallPolicy(t *testing.T) {
+	mock := clock.NewMock()
+	b := newTestBreaker(t, Config{SlowCallThreshold: time.Second, SlowCallRateThreshold: 0.5, MinimumCalls: 10, Clock: mock})
+	require.True(t, b.ordered())
+	slowFail := func() error { mock.Add(2 * time.Second); return errBoom }
+
+	require.ErrorIs(t, b.Call(fail), errBoom) // no records yet: it waits, and makes them
+	s := b.snap.Load()
+	require.NotNil(t, s.recs)
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	assert.NotSame(t, s, b.snap.Load(), "short of MinimumCalls: the failure waited")
+	assert.Equal(t, uint64(closedRecord), s.recs[0].Load(), "it took no record: the tally was sealed before it was judged")
+
+	for range 8 {
+		require.NoError(t, b.Call(succeed))
+	}
+	s = b.snap.Load()
+	require.NotNil(t, s.recs)
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	assert.Same(t, s, b.snap.Load(), "tallied: no message replaced the snapshot")
+	assert.NotZero(t, s.recs[0].Load())
+
+	require.ErrorIs(t, b.Call(slowFail), errBoom)
+	assert.NotSame(t, s, b.snap.Load(), "a slow failure waits")
+	c := b.Counts()
+	assert.Equal(t, uint64(4), c.Failures)
+	assert.Equal(t, uint64(1), c.SlowCalls)
+	assert.Equal(t, uint64(12), c.WindowCalls)
+	assert.Equal(t, Closed, b.State())
 }

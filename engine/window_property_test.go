@@ -32,19 +32,33 @@ func TestPropertyWindowBreakerMatchesMachine(t *testing.T) {
 			cfg.WindowDuration = time.Duration(rapid.IntRange(1, 10).Draw(rt, "WindowSeconds")) * time.Second
 			cfg.WindowBuckets = rapid.SampledFrom([]int{1, 2, 5, 10}).Draw(rt, "WindowBuckets")
 		}
+		const slowTakes = 300 * time.Millisecond // what a slow call takes, at least SlowCallThreshold
+		if rapid.Bool().Draw(rt, "slowCalls") {
+			cfg.SlowCallThreshold = slowTakes
+			cfg.SlowCallRateThreshold = rapid.SampledFrom([]float64{0.3, 0.5, 1}).Draw(rt, "SlowCallRateThreshold")
+			if rapid.Bool().Draw(rt, "slowOnly") {
+				cfg.FailureRateThreshold, cfg.FailureThreshold = 0, 0
+			}
+		}
 		type op struct {
 			sleep  time.Duration
 			fail   bool
+			slow   bool // the call takes slowTakes
 			scrape bool // a Counts first, as a metrics scrape sends: it moves the window on
 		}
 		// Two phases with failure rates of their own, so that runs where
 		// old successes leave a window of failures are common.
 		phase := func(name string) []op {
 			pFail := rapid.SampledFrom([]int{0, 10, 50, 90, 100}).Draw(rt, name+"FailPercent")
+			pSlow := 0
+			if cfg.SlowCallThreshold > 0 {
+				pSlow = rapid.SampledFrom([]int{0, 10, 50, 90}).Draw(rt, name+"SlowPercent")
+			}
 			return rapid.SliceOfN(rapid.Custom(func(rt *rapid.T) op {
 				return op{
 					sleep:  time.Duration(rapid.IntRange(0, 1500).Draw(rt, "sleepMs")) * time.Millisecond,
 					fail:   rapid.IntRange(0, 99).Draw(rt, "roll") < pFail,
+					slow:   rapid.IntRange(0, 99).Draw(rt, "slowRoll") < pSlow,
 					scrape: rapid.IntRange(0, 3).Draw(rt, "scrape") == 0,
 				}
 			}), 10, 100).Draw(rt, name)
@@ -68,14 +82,20 @@ func TestPropertyWindowBreakerMatchesMachine(t *testing.T) {
 				if o.fail {
 					work, outcome = fail, Failure
 				}
-				got := b.Call(work)
+				got := b.Call(func() error {
+					if o.slow {
+						time.Sleep(slowTakes)
+					}
+					return work()
+				})
+				end := time.Now()
 				if p, err := m.Admit(now); err != nil {
 					require.ErrorIs(t, got, ErrOpen, "op %d: the machine rejects", i)
 				} else {
 					require.NotErrorIs(t, got, ErrOpen, "op %d: the machine admits", i)
-					m.Report(now, p, outcome, got, 0)
+					m.Report(end, p, outcome, got, end.Sub(now))
 				}
-				m.Advance(now)
+				m.Advance(end)
 				require.Equal(t, m.State(), b.State(), "op %d", i)
 			}
 			want, got := m.Counts(time.Now()), b.Counts()

@@ -105,9 +105,9 @@ func writeEngine(p func(string, ...any), ms metrics) {
 	}
 
 	p("## One breaker under a failure storm\n\n")
-	p("`BenchmarkFailureStorm`: calls through one breaker from many goroutines, the circuit kept closed. Under *consecutive* every call fails; under *rate* every other call fails under a 90%% failure-rate threshold over a count window: both tally their failures without waiting. Under *slow-calls* every other call fails and every failure waits for the breaker's goroutine: that row is what one breaker's goroutine absorbs. Latency is per call, as its caller sees it.\n\n")
+	p("`BenchmarkFailureStorm`: calls through one breaker from many goroutines, the circuit kept closed. Under *consecutive* every call fails; under *rate* every other call fails under a 90%% failure-rate threshold over a count window: both tally their failures without waiting. Under *should-trip* every other call fails and every failure waits for the breaker's goroutine, as `ShouldTrip` must see each one: that row is what one breaker's goroutine absorbs. Latency is per call, as its caller sees it.\n\n")
 	p("| policy | senders | calls/s | p50 | p99 |\n|---|---:|---:|---:|---:|\n")
-	for _, pol := range []string{"consecutive", "rate", "slow-calls"} {
+	for _, pol := range []string{"consecutive", "rate", "should-trip"} {
 		for _, n := range []string{"2", "16", "64"} {
 			name := "FailureStorm/" + pol + "/senders=" + n
 			cps, ok := ms.get(name, "calls/s")
@@ -120,9 +120,9 @@ func writeEngine(p func(string, ...any), ms metrics) {
 		}
 	}
 	p("\n## What each policy costs\n\n")
-	p("`BenchmarkPoliciesParallel`: closed-state calls through one breaker, 8 goroutines per core, under each kind of policy: all succeeding, and one in ten failing with the circuit staying closed. A failure that cannot open the circuit is counted without waiting for the breaker's goroutine (under a count window, with its place among the successes, which the window's order needs), but under slow calls, where every failure waits, and every call reads the clock twice. Under a time window a success also reads the clock.\n\n")
+	p("`BenchmarkPoliciesParallel`: closed-state calls through one breaker, 8 goroutines per core, under each kind of policy: all succeeding, and one in ten failing with the circuit staying closed. A failure that cannot open the circuit is counted without waiting for the breaker's goroutine (under a count window, with its place among the successes, which the window's order needs), but under `ShouldTrip`, which must see every failure. Under slow calls every call reads the clock twice, and under a time window a success reads it once.\n\n")
 	p("| policy | all succeed (ns/op) | one in 10 fails (ns/op) |\n|---|---:|---:|\n")
-	for _, pol := range []string{"consecutive", "count-window", "time-window", "slow-calls"} {
+	for _, pol := range []string{"consecutive", "count-window", "time-window", "slow-calls", "should-trip"} {
 		v1, ok1 := ms.get("PoliciesParallel/"+pol+"/all-succeed", "ns/op")
 		v2, ok2 := ms.get("PoliciesParallel/"+pol+"/one-in-10-fails", "ns/op")
 		if ok1 || ok2 {
