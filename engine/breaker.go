@@ -518,7 +518,7 @@ func (b *Breaker) admit(ctx context.Context, c *call) error {
 	if s.state != Closed || s.stop {
 		if s.state == Open && !s.stop && !b.mock {
 			if s.rej.add()%busy == 0 {
-				s.rej.spread()
+				s.rej.spread(b.now().Now())
 			}
 			return s.err
 		}
@@ -543,7 +543,7 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot, c *call) error {
 		return ErrClosed
 	case s.state == Open && !b.due(s), s.state == HalfOpen && s.full():
 		if s.rej.add()%busy == 0 {
-			s.rej.spread()
+			s.rej.spread(b.now().Now())
 		}
 		return s.err
 	}
@@ -1001,6 +1001,7 @@ func (b *Breaker) handle(m *msg) {
 // not after it (a failure tallied late could leave the rate over the
 // threshold, with no outcome left to see it).
 func (b *Breaker) settle(now time.Time) {
+	b.takeRejections()
 	if s := b.snap.Load(); s.within(now.UnixNano()) {
 		b.fold(now, s, 0)
 	} else {
@@ -1195,6 +1196,7 @@ func (b *Breaker) exit() {
 	}
 	old := b.snap.Swap(&snapshot{state: b.m.State(), gen: b.m.Generation(), stop: true})
 	b.fold(now, old, retired)
+	b.takeRejections() // those decided from old before the swap
 	if b.x != nil && b.x.hub != nil {
 		b.x.hub.Close()
 	}
@@ -1203,13 +1205,19 @@ func (b *Breaker) exit() {
 	}
 }
 
-// fold moves what callers added to s's tallies since the last fold, and
-// the rejections counted since then, into the machine. next is 0, or
-// retired when s is being replaced: then the tallies are retired too.
-func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
+// takeRejections moves the rejections counted since it last ran into the
+// machine. Once per message is enough for Counts to include every
+// rejection made before it was asked.
+func (b *Breaker) takeRejections() {
 	if b.rejected != nil {
 		b.m.Reject(b.rejected.take())
 	}
+}
+
+// fold moves what callers added to s's tallies since the last fold into
+// the machine. next is 0, or retired when s is being replaced: then the
+// tallies are retired too.
+func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 	if s.bucketEnd != 0 {
 		// Tallied within the bucket: they count in it, however late the
 		// fold, and even if the clock has stepped back since.
@@ -1307,17 +1315,27 @@ func (b *Breaker) foldRecords(now time.Time, s *snapshot, p Permit, succ, next i
 
 // rejections counts rejected calls: callers add, the owner takes. It
 // starts as one counter, 128 bytes for a breaker that trips. A breaker
-// that keeps rejecting spreads it over 64 cache lines: the outage that
-// trips a busy breaker sends every core to it at once, and cores sharing
-// one line would pass it back and forth on every rejection.
+// rejecting busy calls within spreadWithin spreads it over 64 cache lines:
+// the outage that trips a busy breaker sends every core to it at once, and
+// cores sharing one line would pass it back and forth on every rejection.
+// A breaker that rejects more slowly, however long, keeps its one counter.
 type rejections struct {
 	wide atomic.Pointer[stripes] // made once busy
-	_    [56]byte                // one sits on a line of its own: every rejection writes it
+	mark atomic.Int64            // when the count last reached a multiple of busy, in Unix nanoseconds
+	_    [48]byte                // one sits on a line of its own: every rejection writes it
 	one  stripe
 }
 
-// busy is how many rejections on one counter make a breaker spread them.
-const busy = 1 << 10
+const (
+	// busy is how many rejections on one counter make a caller ask
+	// whether to spread them.
+	busy = 1 << 10
+	// spreadWithin is how soon after the last multiple of busy the next
+	// one must come for the breaker to spread: a million rejections a
+	// second, where a line passed between cores on each would cost a
+	// tenth of a core.
+	spreadWithin = int64(time.Millisecond)
+)
 
 // add counts a rejection and returns the count on its counter so far; on
 // every busy-th, the caller calls spread.
@@ -1328,11 +1346,18 @@ func (r *rejections) add() uint64 {
 	return r.one.n.Add(1)
 }
 
-// spread makes the breaker count rejections over 64 stripes from now on.
-// Called by the caller that finds it busy, so that an open breaker, whose
-// goroutine has nothing to do, need not wake.
-func (r *rejections) spread() {
-	if r.wide.Load() == nil {
+// spread makes the breaker count rejections over 64 stripes from now on if
+// the last busy of them came within spreadWithin. It is called by the
+// caller that finds the count at a multiple of busy, so that an open
+// breaker, whose goroutine has nothing to do, need not wake; that caller
+// makes the stripes, the one allocation a rejection may make, once in a
+// breaker's life.
+func (r *rejections) spread(now time.Time) {
+	if r.wide.Load() != nil {
+		return
+	}
+	t := now.UnixNano()
+	if prev := r.mark.Swap(t); prev != 0 && t-prev < spreadWithin {
 		r.wide.CompareAndSwap(nil, new(stripes))
 	}
 }
@@ -1356,19 +1381,22 @@ type stripe struct {
 
 func (s *stripes) add() uint64 {
 	var here byte
-	// The address of a local variable is a cheap, goroutine-stable hash:
-	// each goroutine keeps hitting the same stripe, so stripes stay in the
-	// cache of the core that runs it. Goroutine stacks start at 2 KiB, so
-	// dropping 11 bits sends goroutines with neighbouring stacks to
-	// different stripes. Two goroutines running at once share a stripe a
-	// time in 64.
-	return s[uintptr(unsafe.Pointer(&here))>>11%uintptr(len(s))].n.Add(1)
+	// The address of a local variable is goroutine-stable: each goroutine
+	// keeps hitting the same stripe, so stripes stay in the cache of the
+	// core that runs it. Stacks are aligned to their size, 2 KiB and up,
+	// so the address is hashed (Fibonacci hashing: the top six bits of the
+	// product depend on every bit above the eleventh); its low bits alone
+	// would leave goroutines with grown stacks a few stripes to share. Two
+	// goroutines running at once share a stripe about a time in 64.
+	return s[uint64(uintptr(unsafe.Pointer(&here))>>11)*0x9E3779B97F4A7C15>>58].n.Add(1)
 }
 
 // take returns the count so far and starts again from zero.
 func (s *stripes) take() (n uint64) {
 	for i := range s {
-		n += s[i].n.Swap(0)
+		if s[i].n.Load() != 0 { // a load leaves an idle stripe where it is; a swap would fetch it
+			n += s[i].n.Swap(0)
+		}
 	}
 	return n
 }

@@ -64,41 +64,97 @@ func TestSequentialConsistency(t *testing.T) {
 }
 
 // Rejections start on one counter and spread over stripes once the
-// breaker is busy; none is lost on the way, nor while the owner takes them.
+// breaker rejects fast; none is lost on the way, nor while the owner takes
+// them. In a bubble, so that the clock stands still: fast enough.
 func TestRejectionsAreCountedAcrossTheSpread(t *testing.T) {
-	b := newTestBreaker(t, Config{})
-	b.Trip()
-	const goroutines, each = 8, 2 * busy
-	var wg sync.WaitGroup
-	for range goroutines {
-		wg.Go(func() {
-			for range each {
-				if err := b.Call(succeed); !errors.Is(err, ErrOpen) {
-					t.Errorf("Call while open: %v", err)
-					return
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{})
+		b.Trip()
+		const goroutines, each = 8, 2 * busy
+		var wg sync.WaitGroup
+		for range goroutines {
+			wg.Go(func() {
+				for range each {
+					if err := b.Call(succeed); !errors.Is(err, ErrOpen) {
+						t.Errorf("Call while open: %v", err)
+						return
+					}
 				}
+			})
+		}
+		wg.Go(func() {
+			for range 50 {
+				_ = b.Counts() // takes the counts while they are added
+				runtime.Gosched()
 			}
 		})
-	}
-	wg.Go(func() {
-		for range 50 {
-			_ = b.Counts() // takes the counts while they are added
-			runtime.Gosched()
-		}
+		wg.Wait()
+		assert.Equal(t, uint64(goroutines*each), b.Counts().Rejected)
+		assert.NotNil(t, b.rejected.wide.Load(), "a breaker this busy spreads its rejections")
 	})
-	wg.Wait()
-	assert.Equal(t, uint64(goroutines*each), b.Counts().Rejected)
-	assert.NotNil(t, b.rejected.wide.Load(), "a breaker this busy spreads its rejections")
 }
 
-func TestAnIdleOpenBreakerKeepsOneCounter(t *testing.T) {
-	b := newTestBreaker(t, Config{})
-	b.Trip()
-	for range busy - 1 {
-		require.ErrorIs(t, b.Call(succeed), ErrOpen)
+// 1e32005 spread a breaker's rejections once it had counted busy of them
+// since its goroutine last looked, however slowly they came: an isolated
+// breaker, whose goroutine may never look, spread after a day of one
+// rejection a minute. Now only busy rejections within spreadWithin do.
+func TestAQuietOpenBreakerKeepsOneCounter(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		b := newTestBreaker(t, Config{})
+		b.Isolate()
+		for range 3 * busy {
+			require.ErrorIs(t, b.Call(succeed), ErrOpen)
+			time.Sleep(time.Minute)
+		}
+		assert.Nil(t, b.rejected.wide.Load(), "one rejection a minute is no reason for 4 KiB")
+		assert.Equal(t, uint64(3*busy), b.Counts().Rejected)
+	})
+}
+
+// 1e32005 picked a stripe by the stack address's bits 11 and up, which
+// goroutines with stacks grown to 8 KiB (aligned to their size) share
+// but for two: 64 such goroutines used 16 of the 64 stripes. The address
+// is hashed now.
+func TestStripesSpreadGoroutinesWithGrownStacks(t *testing.T) {
+	var w stripes
+	const goroutines = 64
+	var all, ready sync.WaitGroup
+	start := make(chan struct{})
+	for range goroutines {
+		ready.Add(1)
+		all.Go(func() {
+			onGrownStack(8, func() { // about 4 KiB in use below: the stack grows to 8 KiB
+				ready.Done()
+				<-start
+				w.add()
+			})
+		})
 	}
-	assert.Nil(t, b.rejected.wide.Load())
-	assert.Equal(t, uint64(busy-1), b.Counts().Rejected)
+	ready.Wait() // all alive at once, each on a stack of its own
+	close(start)
+	all.Wait()
+	var pairs, total uint64
+	for i := range w {
+		n := w[i].n.Load()
+		total += n
+		pairs += n * (n - min(n, 1)) / 2
+	}
+	require.Equal(t, uint64(goroutines), total)
+	share := float64(pairs) / float64(goroutines*(goroutines-1)/2)
+	assert.Less(t, share, 2.0/64, "pairs of goroutines sharing a stripe")
+}
+
+// onGrownStack calls f with about n×512 bytes of stack in use below it.
+//
+//go:noinline
+func onGrownStack(n int, f func()) byte {
+	var pad [512]byte
+	pad[n%len(pad)] = byte(n)
+	if n == 0 {
+		f()
+		return pad[0]
+	}
+	return onGrownStack(n-1, f) + pad[n%len(pad)]
 }
 
 func TestSuccessesAreCountedBeforeTheNextCall(t *testing.T) {
