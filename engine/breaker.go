@@ -26,8 +26,8 @@ import (
 // is admitted, and a call in the open state rejected, by reading that
 // snapshot. Successes in the closed state are recorded without waiting,
 // and so are failures that cannot open the circuit, unless ShouldTrip is
-// set (under a slow-call policy, failures that were not slow, once the
-// window holds MinimumCalls calls); every outcome that could change the state
+// set (under a slow-call policy, failures that were not slow, while no
+// success could trip a rate policy); every outcome that could change the state
 // (a failure that may open the circuit, a slow call, any probe, a success
 // that could trip a rate policy) waits until the breaker has applied it.
 // So when a call returns, its outcome is visible to the same goroutine's
@@ -1091,7 +1091,9 @@ func (b *Breaker) publish(now time.Time) {
 // open the circuit. One that finds none is applied, but only after the
 // failures tallied since the fold before this message: while the tally is
 // at the limit nobody can add to it before the next publish, so the room
-// this failure uses is not also taken by tallies applied after it.
+// this failure uses is not also taken by tallies applied after it. One
+// that may not take room (it was slow, or came while mayTrip was up) but
+// finds some retires the tally first, for the same reason.
 func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 	s := b.snap.Load()
 	if !(b.lean() || b.ordered() && m.outcome == Failure) || m.permit.Gen != s.gen || m.permit.Probe != 0 || s.state != Closed || m.outcome == Ignored {
@@ -1101,9 +1103,12 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 		if m.hint <= 0 && s.within(now.UnixNano()) && b.quickFailure(s, m.elapsed) && b.tallyFailure(s) {
 			return true
 		}
-		if b.ordered() {
+		if b.ordered() || s.failures.Load() < s.limit.Load() {
 			// Failures tallied but not yet applied (see foldOrdered) must
-			// all be before this one is judged: retire the tally.
+			// all be before this one is judged; and while the tally has
+			// room (this failure was slow, or came while mayTrip was up),
+			// callers may take it while this one is applied, which uses a
+			// place of it too: retire the tally.
 			b.seal(now)
 		} else {
 			b.fold(now, s, 0)
