@@ -518,7 +518,7 @@ func (b *Breaker) admit(ctx context.Context, c *call) error {
 	if s.state != Closed || s.stop {
 		if s.state == Open && !s.stop && !b.mock {
 			if s.rej.add()%busy == 0 {
-				s.rej.spread(b.now().Now())
+				b.spread(s.rej)
 			}
 			return s.err
 		}
@@ -543,7 +543,7 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot, c *call) error {
 		return ErrClosed
 	case s.state == Open && !b.due(s), s.state == HalfOpen && s.full():
 		if s.rej.add()%busy == 0 {
-			s.rej.spread(b.now().Now())
+			b.spread(s.rej)
 		}
 		return s.err
 	}
@@ -1366,6 +1366,10 @@ func (r *rejections) spread(now time.Time) {
 		r.wide.CompareAndSwap(nil, new(stripes))
 	}
 }
+
+// spread is rejections.spread by b's clock, out of line: the rejection
+// path stays short.
+func (b *Breaker) spread(r *rejections) { r.spread(b.now().Now()) }
 
 // take returns the count so far and starts again from zero.
 func (r *rejections) take() uint64 {
