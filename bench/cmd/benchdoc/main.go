@@ -257,7 +257,7 @@ func write(w io.Writer, results map[string]map[string]*sample, order []string, m
 	p("- Subjects: this project's entry points (`circuitbreaker-*`), sony/gobreaker v2 (`Execute` and two-step), failsafe-go (`Run` and `TryAcquirePermit`/`Record`), eapache/go-resiliency (minimal: no windows, no half-open limit, no events), afex/hystrix-go, rubyist/circuitbreaker, and two baselines: a direct call and an atomic load + add around it. cep21/circuit is missing: the module proxy available here refuses to serve it.\n\n")
 
 	p("## Targets\n\n")
-	p("Worst of `Call`, `Do`, `Execute` and `Admit`+`Report`, against `gobreaker-Execute` and `eapache`. The ratios are paired: each pass's worst of ours over that pass's peer, measured seconds apart, then the median of the passes; the ns/op column is the median of each pass's worst. Pairing keeps a burst of noise in one pass from tipping a verdict.\n\n")
+	p("Worst of `Call`, `Do`, `Execute` and `Admit`+`Report`, against `gobreaker-Execute` and `eapache`. The ratios are paired: each entry point over the peer in the same pass, measured seconds apart, then the median over passes, and the worst entry point; pairing keeps a burst of noise in one pass from tipping a verdict. The ns/op column is the worst entry point's median.\n\n")
 	p("| scenario | target | worst of ours (ns/op) | × gobreaker | × eapache | met |\n|---|---|---|---|---|---|\n")
 	for _, t := range targets {
 		rs := results[t.scenario]
@@ -324,28 +324,24 @@ func write(w io.Writer, results map[string]map[string]*sample, order []string, m
 	p("## benchstat\n\n```\n%s```\n", stat)
 }
 
-// paired returns, for a scenario, the median over passes of the worst of
-// ours, and of its ratios to gobreaker and to eapache in the same pass.
+// paired returns, for a scenario, the worst of our entry points: by the
+// median of its samples, and by the median over passes of its ratio to
+// gobreaker and to eapache in the same pass.
 func paired(rs map[string]*sample) (worst, xRef, xEa float64) {
-	passes := min(len(rs[reference].ns), len(rs["eapache"].ns))
+	ref, ea := rs[reference].ns, rs["eapache"].ns
 	for _, o := range ours {
-		if s := rs[o]; s != nil {
-			passes = min(passes, len(s.ns))
+		s := rs[o]
+		if s == nil {
+			continue
 		}
-	}
-	var ws, rr, re []float64
-	for i := range passes {
-		w := 0.0
-		for _, o := range ours {
-			if s := rs[o]; s != nil {
-				w = max(w, s.ns[i])
-			}
+		var rr, re []float64
+		for i := range min(len(s.ns), len(ref), len(ea)) {
+			rr = append(rr, s.ns[i]/ref[i])
+			re = append(re, s.ns[i]/ea[i])
 		}
-		ws = append(ws, w)
-		rr = append(rr, w/rs[reference].ns[i])
-		re = append(re, w/rs["eapache"].ns[i])
+		worst, xRef, xEa = max(worst, median(s.ns)), max(xRef, median(rr)), max(xEa, median(re))
 	}
-	return median(ws), median(rr), median(re)
+	return worst, xRef, xEa
 }
 
 func yes(b bool) string {
