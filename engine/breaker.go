@@ -606,7 +606,10 @@ func (c *call) finish(o Outcome, err error) {
 // gives it as harmlessly as the first.)
 func (c *call) tallied(o Outcome) bool {
 	s := c.snap
-	return o == Success && s != nil && c.b.quick && !s.mayTrip() && s.failures.Load() <= s.runF.Load() && s.successes.Add(1) > 0
+	if o != Success || s == nil || !c.b.quick || s.mayTrip() || s.failures.Load() > s.runF.Load() {
+		return false
+	}
+	return s.successes.Add(1) > 0
 }
 
 func (b *Breaker) report(c *call, o Outcome, err error) {
