@@ -1079,13 +1079,15 @@ func (b *Breaker) publish(now time.Time) {
 
 // tallyLast applies a lean breaker's closed-state success or failure that
 // came as a message (a failure that found no room under the limit, one
-// with a positive Retry-After, an outcome outside its snapshot's bucket, a
-// success that may trip a rate policy, a call admitted by a message): after everything
+// with a positive Retry-After, a slow outcome, an outcome outside its
+// snapshot's bucket, a success that may trip a rate policy, and a failure
+// sent meanwhile, a call admitted by a message): after everything
 // folded so far, so that the run it extends, and the trip it may cause,
 // are the run and the trip at that outcome. Its sender waits, so nothing
-// the same caller does later can be folded before it. Then, unless it opened the
-// circuit, it puts the outcome in the tallies as already folded and seen
-// after everything tallied so far: the next fold rebuilds the run from
+// the same caller does later can be folded before it. Then, unless it
+// opened the circuit or the tally was sealed, it puts the outcome in the
+// tallies as already folded and seen after everything tallied so far: the
+// next fold rebuilds the run from
 // the tallies, and must find it there. It reports whether m was such a
 // report.
 //
@@ -1121,8 +1123,8 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 		b.seal(now)
 	}
 	b.m.report(now, m.permit, m.outcome, m.err, m.hint, m.elapsed)
-	if b.m.Generation() != s.gen || b.ordered() {
-		return true // it opened the circuit, or the tally is retired: nothing to put back
+	if b.m.Generation() != s.gen || s.successes.Load() < 0 {
+		return true // it opened the circuit, or the tally is retired (an ordered breaker's always is): nothing to put back
 	}
 	if m.outcome == Success {
 		s.saw(&s.runF, &s.failures)

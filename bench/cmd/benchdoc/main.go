@@ -31,7 +31,14 @@ import (
 	"time"
 )
 
-type sample struct{ ns, bytes, allocs []float64 }
+type sample struct {
+	ns, bytes, allocs []float64
+	pass              []run // where each sample came from
+}
+
+// run places a sample: the k-th of its subject in the pass-th go test
+// run of the raw output. run.sh makes one sample per subject per pass.
+type run struct{ pass, k int }
 
 func main() {
 	rawPath := flag.String("raw", "", "raw `go test -bench` output")
@@ -165,9 +172,13 @@ func parse(r io.Reader) (map[string]map[string]*sample, []string, map[string]str
 	results := map[string]map[string]*sample{}
 	var order []string
 	meta := map[string]string{}
+	pass := 0
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		t := sc.Text()
+		if strings.HasPrefix(t, "goos: ") {
+			pass++ // each go test run prints it first
+		}
 		for _, k := range []string{"goos", "goarch", "cpu"} {
 			if v, ok := strings.CutPrefix(t, k+": "); ok {
 				meta[k] = v
@@ -190,6 +201,13 @@ func parse(r io.Reader) (map[string]map[string]*sample, []string, map[string]str
 		s.ns = append(s.ns, num(m[4]))
 		s.bytes = append(s.bytes, num(m[5]))
 		s.allocs = append(s.allocs, num(m[6]))
+		k := 0
+		for _, r := range s.pass {
+			if r.pass == pass {
+				k++
+			}
+		}
+		s.pass = append(s.pass, run{pass, k})
 	}
 	return results, order, meta
 }
@@ -257,7 +275,7 @@ func write(w io.Writer, results map[string]map[string]*sample, order []string, m
 	p("- Subjects: this project's entry points (`circuitbreaker-*`), sony/gobreaker v2 (`Execute` and two-step), failsafe-go (`Run` and `TryAcquirePermit`/`Record`), eapache/go-resiliency (minimal: no windows, no half-open limit, no events), afex/hystrix-go, rubyist/circuitbreaker, and two baselines: a direct call and an atomic load + add around it. cep21/circuit is missing: the module proxy available here refuses to serve it.\n\n")
 
 	p("## Targets\n\n")
-	p("Worst of `Call`, `Do`, `Execute` and `Admit`+`Report`, against `gobreaker-Execute` and `eapache`. The ratios are paired: each entry point over the peer in the same pass, measured seconds apart, then the median over passes, and the worst entry point; pairing keeps a burst of noise in one pass from tipping a verdict. The ns/op column is the worst entry point's median.\n\n")
+	p("Worst of `Call`, `Do`, `Execute` and `Admit`+`Report`, against `gobreaker-Execute` and `eapache`. The ratios are paired: each entry point over the peer in the same pass, measured seconds apart, then the median over passes, and the worst entry point; pairing keeps a burst of noise in one pass from tipping a verdict. Each column is its own worst: the ns/op column is the highest median of ours, and the two ratios need not come from the same entry point.\n\n")
 	p("| scenario | target | worst of ours (ns/op) | × gobreaker | × eapache | met |\n|---|---|---|---|---|---|\n")
 	for _, t := range targets {
 		rs := results[t.scenario]
@@ -326,22 +344,36 @@ func write(w io.Writer, results map[string]map[string]*sample, order []string, m
 
 // paired returns, for a scenario, the worst of our entry points: by the
 // median of its samples, and by the median over passes of its ratio to
-// gobreaker and to eapache in the same pass.
+// gobreaker and to eapache in the same pass. A pass missing either sample
+// is left out of that ratio.
 func paired(rs map[string]*sample) (worst, xRef, xEa float64) {
-	ref, ea := rs[reference].ns, rs["eapache"].ns
+	ref, ea := byPass(rs[reference]), byPass(rs["eapache"])
 	for _, o := range ours {
 		s := rs[o]
 		if s == nil {
 			continue
 		}
 		var rr, re []float64
-		for i := range min(len(s.ns), len(ref), len(ea)) {
-			rr = append(rr, s.ns[i]/ref[i])
-			re = append(re, s.ns[i]/ea[i])
+		for i, ns := range s.ns {
+			if r, ok := ref[s.pass[i]]; ok {
+				rr = append(rr, ns/r)
+			}
+			if e, ok := ea[s.pass[i]]; ok {
+				re = append(re, ns/e)
+			}
 		}
 		worst, xRef, xEa = max(worst, median(s.ns)), max(xRef, median(rr)), max(xEa, median(re))
 	}
 	return worst, xRef, xEa
+}
+
+// byPass returns a subject's ns/op by where they came from.
+func byPass(s *sample) map[run]float64 {
+	m := make(map[run]float64, len(s.ns))
+	for i, ns := range s.ns {
+		m[s.pass[i]] = ns
+	}
+	return m
 }
 
 func yes(b bool) string {
