@@ -124,6 +124,10 @@ type snapshot struct {
 
 const retired = math.MinInt64
 
+// retired reports whether s's tallies are retired: it is being replaced,
+// and takes no more.
+func (s *snapshot) retired() bool { return s.ignored.Load() < 0 }
+
 const (
 	fullFlag    uint32 = 1 << iota // HalfOpen with every probe slot taken
 	mayTripFlag                    // Closed, and a success could still trip a rate policy
@@ -518,7 +522,7 @@ func (b *Breaker) admit(ctx context.Context, c *call) error {
 	if s.state != Closed || s.stop {
 		if s.state == Open && !s.stop && !b.mock {
 			if s.rej.add()%busy == 0 {
-				b.spread(s.rej)
+				s.rej.spread(b.now().Now())
 			}
 			return s.err
 		}
@@ -543,7 +547,7 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot, c *call) error {
 		return ErrClosed
 	case s.state == Open && !b.due(s), s.state == HalfOpen && s.full():
 		if s.rej.add()%busy == 0 {
-			b.spread(s.rej)
+			s.rej.spread(b.now().Now())
 		}
 		return s.err
 	}
@@ -715,9 +719,8 @@ func (b *Breaker) failure(s *snapshot) bool {
 }
 
 // quickFailure reports whether a failure that took elapsed is, to a
-// slow-call policy, like a success: it was not slow, and no call that is
-// not slow can trip the slow-call rate, which holds once the window has
-// MinimumCalls calls (see Machine.SuccessMayTrip). Then only the failure
+// slow-call policy, like a success that cannot trip it: it was not slow,
+// and mayTrip is down (see Machine.SuccessMayTrip). Then only the failure
 // policies weigh it, as failureRoom does.
 func (b *Breaker) quickFailure(s *snapshot, elapsed time.Duration) bool {
 	return b.slowAt == 0 || elapsed < b.slowAt && !s.mayTrip()
@@ -1030,7 +1033,7 @@ func (b *Breaker) seal(now time.Time) {
 // so whoever caused a change sees it as soon as its call returns.
 func (b *Breaker) publish(now time.Time) {
 	t := now.UnixNano()
-	if s := b.snap.Load(); s.gen != b.m.Generation() || !s.within(t) || s.ignored.Load() < 0 {
+	if s := b.snap.Load(); s.gen != b.m.Generation() || !s.within(t) || s.retired() {
 		ns := b.newSnapshot(now)
 		b.snap.Store(ns)
 		b.fold(now, s, retired)
@@ -1123,7 +1126,7 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 		b.seal(now)
 	}
 	b.m.report(now, m.permit, m.outcome, m.err, m.hint, m.elapsed)
-	if b.m.Generation() != s.gen || s.successes.Load() < 0 {
+	if b.m.Generation() != s.gen || s.retired() {
 		return true // it opened the circuit, or the tally is retired (an ordered breaker's always is): nothing to put back
 	}
 	if m.outcome == Success {
@@ -1371,10 +1374,6 @@ func (r *rejections) spread(now time.Time) {
 		r.wide.CompareAndSwap(nil, new(stripes))
 	}
 }
-
-// spread is rejections.spread by b's clock, out of line: the rejection
-// path stays short.
-func (b *Breaker) spread(r *rejections) { r.spread(b.now().Now()) }
 
 // take returns the count so far and starts again from zero.
 func (r *rejections) take() uint64 {

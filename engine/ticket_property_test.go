@@ -31,12 +31,7 @@ func TestPropertyTicketsMatchMachine(t *testing.T) {
 			SlowCallThreshold:    300 * time.Millisecond,
 		}
 		cfg.SlowCallRateThreshold = rapid.SampledFrom([]float64{0.3, 0.5, 1}).Draw(rt, "SlowCallRateThreshold")
-		if rapid.Bool().Draw(rt, "countBased") {
-			cfg.WindowSize = rapid.IntRange(cfg.MinimumCalls, 30).Draw(rt, "WindowSize")
-		} else {
-			cfg.WindowDuration = time.Duration(rapid.IntRange(1, 10).Draw(rt, "WindowSeconds")) * time.Second
-			cfg.WindowBuckets = rapid.SampledFrom([]int{1, 2, 5, 10}).Draw(rt, "WindowBuckets")
-		}
+		drawWindow(rt, &cfg, 30, 10, 1, 2, 5, 10)
 		type op struct {
 			kind    int // 0 admit, 1 report, 2 sleep, 3 scrape, 4 trip, 5 reset
 			pick    int
@@ -122,12 +117,7 @@ func TestPropertyTicketsMatchMachineAsTheClockStepsBack(t *testing.T) {
 			SlowCallThreshold:    300 * time.Millisecond,
 		}
 		cfg.SlowCallRateThreshold = rapid.SampledFrom([]float64{0.3, 0.5, 1}).Draw(rt, "SlowCallRateThreshold")
-		if rapid.Bool().Draw(rt, "countBased") {
-			cfg.WindowSize = rapid.IntRange(cfg.MinimumCalls, 20).Draw(rt, "WindowSize")
-		} else {
-			cfg.WindowDuration = time.Duration(rapid.IntRange(1, 6).Draw(rt, "WindowSeconds")) * time.Second
-			cfg.WindowBuckets = rapid.SampledFrom([]int{1, 2, 3}).Draw(rt, "WindowBuckets")
-		}
+		drawWindow(rt, &cfg, 20, 6, 1, 2, 3)
 		mock := clock.NewMock()
 		mock.Set(time.Unix(1_700_000_000, 0))
 		cfg.Clock = mock

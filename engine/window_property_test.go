@@ -26,12 +26,7 @@ func TestPropertyWindowBreakerMatchesMachine(t *testing.T) {
 			RecoveryTimeout:      time.Duration(rapid.IntRange(1, 3).Draw(rt, "RecoverySeconds")) * time.Second,
 			SuccessThreshold:     rapid.IntRange(1, 2).Draw(rt, "SuccessThreshold"),
 		}
-		if rapid.Bool().Draw(rt, "countBased") {
-			cfg.WindowSize = rapid.IntRange(cfg.MinimumCalls, 30).Draw(rt, "WindowSize")
-		} else {
-			cfg.WindowDuration = time.Duration(rapid.IntRange(1, 10).Draw(rt, "WindowSeconds")) * time.Second
-			cfg.WindowBuckets = rapid.SampledFrom([]int{1, 2, 5, 10}).Draw(rt, "WindowBuckets")
-		}
+		drawWindow(rt, &cfg, 30, 10, 1, 2, 5, 10)
 		const slowTakes = 300 * time.Millisecond // what a slow call takes, at least SlowCallThreshold
 		if rapid.Bool().Draw(rt, "slowCalls") {
 			cfg.SlowCallThreshold = slowTakes
@@ -207,4 +202,15 @@ func TestPropertyFailureRoom(t *testing.T) {
 			assert.True(rt, opens(room+1, inARow) || opens(room+1, successesFirst), "room %d is not tight", room)
 		}
 	})
+}
+
+// drawWindow gives cfg a count-based window of MinimumCalls to maxSize
+// calls, or a time-based one of 1 to maxSeconds seconds in one of buckets.
+func drawWindow(rt *rapid.T, cfg *Config, maxSize, maxSeconds int, buckets ...int) {
+	if rapid.Bool().Draw(rt, "countBased") {
+		cfg.WindowSize = rapid.IntRange(cfg.MinimumCalls, maxSize).Draw(rt, "WindowSize")
+		return
+	}
+	cfg.WindowDuration = time.Duration(rapid.IntRange(1, maxSeconds).Draw(rt, "WindowSeconds")) * time.Second
+	cfg.WindowBuckets = rapid.SampledFrom(buckets).Draw(rt, "WindowBuckets")
 }
