@@ -95,6 +95,7 @@ type snapshot struct {
 	successes, ignored atomic.Int64
 	flags              atomic.Uint32 // full and mayTrip; see those
 	stop               bool          // the breaker is closed
+	refuse             bool          // open until the breaker's own timer ends it: every call is rejected from here
 	untallied          bool          // takes no tallies: the clock stepped back (see newSnapshot)
 	recs               *records      // an ordered breaker's failures tally, if it has one (see Breaker.orderedFailure)
 
@@ -332,6 +333,9 @@ var background = context.Background()
 //
 // Most callers should use Do.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
+	if s := b.snap.Load(); s.refuse {
+		return b.reject(s) // before c: zeroing it costs an open circuit's call a fifth
+	}
 	var c call
 	if err := b.admit(ctx, &c); err != nil {
 		return err
@@ -354,6 +358,9 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error 
 
 // Execute is [Breaker.Do] for functions that return a value.
 func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (v T, err error) {
+	if s := b.snap.Load(); s.refuse {
+		return v, b.reject(s) // before c, as in Do
+	}
 	var c call
 	if err = b.admit(ctx, &c); err != nil {
 		return v, err
@@ -520,11 +527,8 @@ func (t *Ticket) ReportAs(o Outcome, err error) {
 func (b *Breaker) admit(ctx context.Context, c *call) error {
 	s := b.snap.Load()
 	if s.state != Closed || s.stop {
-		if s.state == Open && !s.stop && !b.mock {
-			if s.rej.add()%busy == 0 {
-				s.rej.spread(b.now().Now())
-			}
-			return s.err
+		if s.refuse {
+			return b.reject(s)
 		}
 		return b.admitSlow(ctx, s, c)
 	}
@@ -541,15 +545,20 @@ func (b *Breaker) admit(ctx context.Context, c *call) error {
 	return nil
 }
 
+// reject counts a rejection decided from s, and returns it.
+func (b *Breaker) reject(s *snapshot) error {
+	if s.rej.add()%busy == 0 {
+		s.rej.spread(b.now())
+	}
+	return s.err
+}
+
 func (b *Breaker) admitSlow(ctx context.Context, s *snapshot, c *call) error {
 	switch {
 	case s.stop:
 		return ErrClosed
 	case s.state == Open && !b.due(s), s.state == HalfOpen && s.full():
-		if s.rej.add()%busy == 0 {
-			s.rej.spread(b.now().Now())
-		}
-		return s.err
+		return b.reject(s)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -1161,6 +1170,7 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 			b.rejected = new(rejections)
 		}
 		s.err, s.rej = b.m.OpenError(), b.rejected
+		s.refuse = s.state == Open && !b.mock // a hand-driven clock may run past the period first (see due)
 	}
 	b.setFlags(s, now)
 	if b.fails == byMessage {
@@ -1365,11 +1375,11 @@ func (r *rejections) add() uint64 {
 // breaker, whose goroutine has nothing to do, need not wake; that caller
 // makes the stripes, the one allocation a rejection may make, once in a
 // breaker's life.
-func (r *rejections) spread(now time.Time) {
+func (r *rejections) spread(clk clock.Clock) {
 	if r.wide.Load() != nil {
 		return
 	}
-	t := now.UnixNano()
+	t := clk.Now().UnixNano()
 	if prev := r.mark.Swap(t); prev != 0 && t-prev < spreadWithin {
 		r.wide.CompareAndSwap(nil, new(stripes))
 	}

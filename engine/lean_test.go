@@ -170,5 +170,6 @@ func TestSnapshotLayout(t *testing.T) {
 	var s snapshot
 	assert.Equal(t, uintptr(128), unsafe.Sizeof(s))
 	assert.LessOrEqual(t, unsafe.Offsetof(s.stop), uintptr(63))
+	assert.LessOrEqual(t, unsafe.Offsetof(s.refuse), uintptr(63))
 	assert.Equal(t, uintptr(64), unsafe.Offsetof(s.failures))
 }
