@@ -89,8 +89,12 @@ func (b *Breaker) extras() *extras {
 type snapshot struct {
 	state State
 	gen   uint64
-	err   *OpenError  // the rejection for Open and HalfOpen
-	rej   *rejections // where rejections decided from it are counted
+	err   *OpenError // the rejection for Open and HalfOpen
+	// toUnix, for a closed circuit with a time-based window, turns a
+	// reading of Breaker.clock into Unix nanoseconds as the owner's clock
+	// read them at publication: a caller's outcome takes its time from
+	// the monotonic clock, at half the cost of time.Now (see within).
+	toUnix int64
 
 	successes, ignored atomic.Int64
 	flags              atomic.Uint32 // full and mayTrip; see those
@@ -561,8 +565,10 @@ func (b *Breaker) admit(ctx context.Context, c *call) error {
 
 // reject counts a rejection decided from s, and returns it.
 func (b *Breaker) reject(s *snapshot) error {
-	if s.rej.add()%busy == 0 {
-		s.rej.spread(b.now())
+	// b.rejected was set before the first snapshot that is not closed
+	// was published, and never changes after.
+	if b.rejected.add()%busy == 0 {
+		b.rejected.spread(b.now())
 	}
 	return s.err
 }
@@ -644,13 +650,12 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 		o = Failure // as the machine takes it, so it waits like one
 	}
 	p := c.permit
-	var now time.Time
-	var elapsed time.Duration
-	if b.timed() {
-		now = b.now().Now()
+	var r, elapsed time.Duration // r: the clock, if the call was timed or its bucket needs it
+	if b.slowAt > 0 || b.timed() {
+		r = b.clock(time.Time{})
 	}
 	if b.slowAt > 0 {
-		elapsed = b.clock(now) - c.start
+		elapsed = r - c.start
 	}
 	// The Retry-After hint is read once, here, and travels with the
 	// message: an error's method may compute it afresh at each read, and
@@ -674,7 +679,7 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 		if cur := b.snap.Load(); cur.gen == s.gen {
 			s = cur
 		}
-		if !s.within(now.UnixNano()) {
+		if !s.within(int64(r) + s.toUnix) {
 			s = nil
 		}
 	}
@@ -1174,6 +1179,7 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 		w := b.m.win.width
 		s.bucketStart = now.UnixNano() / w * w
 		s.bucketEnd = s.bucketStart + w
+		s.toUnix = now.UnixNano() - int64(b.clock(now))
 		// The clock has stepped back: tallies folded into this bucket
 		// would count in none. So the snapshot takes none (within is never
 		// true), and outcomes go live, until one takes the slot.
@@ -1183,7 +1189,7 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 		if b.rejected == nil {
 			b.rejected = new(rejections)
 		}
-		s.err, s.rej = b.m.OpenError(), b.rejected
+		s.err = b.m.OpenError()
 		s.refuse = s.state == Open && !b.mock // a hand-driven clock may run past the period first (see due)
 	}
 	b.setFlags(s, now)
