@@ -89,12 +89,8 @@ func (b *Breaker) extras() *extras {
 type snapshot struct {
 	state State
 	gen   uint64
-	err   *OpenError // the rejection for Open and HalfOpen
-	// toUnix, for a closed circuit with a time-based window, turns a
-	// reading of Breaker.clock into Unix nanoseconds as the owner's clock
-	// read them at publication: a caller's outcome takes its time from
-	// the monotonic clock, at half the cost of time.Now (see within).
-	toUnix int64
+	err   *OpenError  // the rejection for Open and HalfOpen
+	rej   *rejections // where rejections decided from it are counted
 
 	successes, ignored atomic.Int64
 	flags              atomic.Uint32 // full and mayTrip; see those
@@ -163,8 +159,8 @@ func (b *Breaker) setFlags(s *snapshot, now time.Time) {
 type call struct {
 	permit Permit
 	b      *Breaker
-	snap   *snapshot     // the snapshot it was admitted under; nil if a message admitted it
-	start  time.Duration // when it started, as Breaker.clock reads it, if a slow-call policy times it
+	snap   *snapshot // the snapshot it was admitted under; nil if a message admitted it
+	start  time.Time // when it started, from Breaker.started, if a slow-call policy times it
 }
 
 type msgKind uint8
@@ -314,18 +310,34 @@ func (b *Breaker) now() clock.Clock {
 	return realTime
 }
 
-// epoch is what Breaker.clock counts from.
+// epoch anchors the start times Breaker.started reads from the monotonic
+// clock.
 var epoch = time.Now()
 
-// clock reads the breaker's clock as a duration since epoch, which is all
-// timing a call needs: from now if it was read already, and otherwise from
-// the monotonic clock alone, at half the cost of time.Now. (A hand-driven
-// clock has no monotonic reading; its wall time is what it counts, then.)
-func (b *Breaker) clock(now time.Time) time.Duration {
-	if now.IsZero() {
-		return b.now().Since(epoch)
+// started returns the time a call starts, for a slow-call policy to time
+// it by Breaker.since. Real time is read from the monotonic clock alone,
+// at half the cost of time.Now: the result's wall time is epoch's plus the
+// monotonic time since, an estimate, but since measures by the monotonic
+// part (inside a testing/synctest bubble, where the clock has no
+// monotonic part, the estimate is exact).
+func (b *Breaker) started() time.Time {
+	if c := b.cfg.Clock; c != nil {
+		return c.Now()
 	}
-	return now.Sub(epoch)
+	return epoch.Add(time.Since(epoch))
+}
+
+// since returns the time from start, from Breaker.started, to now, or, if
+// now is zero, to a fresh reading: for real time, of the monotonic clock
+// alone.
+func (b *Breaker) since(start, now time.Time) time.Duration {
+	switch {
+	case !now.IsZero():
+		return now.Sub(start)
+	case b.cfg.Clock != nil:
+		return b.cfg.Clock.Now().Sub(start)
+	}
+	return time.Since(start)
 }
 
 // Name returns the breaker's name.
@@ -558,17 +570,15 @@ func (b *Breaker) admit(ctx context.Context, c *call) error {
 	}
 	c.permit, c.b, c.snap = Permit{Gen: s.gen}, b, s
 	if b.slowAt > 0 {
-		c.start = b.clock(time.Time{})
+		c.start = b.started()
 	}
 	return nil
 }
 
 // reject counts a rejection decided from s, and returns it.
 func (b *Breaker) reject(s *snapshot) error {
-	// b.rejected was set before the first snapshot that is not closed
-	// was published, and never changes after.
-	if b.rejected.add()%busy == 0 {
-		b.rejected.spread(b.now())
+	if s.rej.add()%busy == 0 {
+		s.rej.spread(b.now())
 	}
 	return s.err
 }
@@ -598,7 +608,7 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot, c *call) error {
 		return ctx.Err()
 	}
 	if b.slowAt > 0 {
-		c.start = b.clock(time.Time{})
+		c.start = b.started()
 	}
 	return nil
 }
@@ -650,12 +660,13 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 		o = Failure // as the machine takes it, so it waits like one
 	}
 	p := c.permit
-	var r, elapsed time.Duration // r: the clock, if the call was timed or its bucket needs it
-	if b.slowAt > 0 || b.timed() {
-		r = b.clock(time.Time{})
+	var now time.Time
+	var elapsed time.Duration
+	if b.timed() {
+		now = b.now().Now()
 	}
 	if b.slowAt > 0 {
-		elapsed = r - c.start
+		elapsed = b.since(c.start, now)
 	}
 	// The Retry-After hint is read once, here, and travels with the
 	// message: an error's method may compute it afresh at each read, and
@@ -679,7 +690,7 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 		if cur := b.snap.Load(); cur.gen == s.gen {
 			s = cur
 		}
-		if !s.within(int64(r) + s.toUnix) {
+		if !s.within(now.UnixNano()) {
 			s = nil
 		}
 	}
@@ -1179,7 +1190,6 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 		w := b.m.win.width
 		s.bucketStart = now.UnixNano() / w * w
 		s.bucketEnd = s.bucketStart + w
-		s.toUnix = now.UnixNano() - int64(b.clock(now))
 		// The clock has stepped back: tallies folded into this bucket
 		// would count in none. So the snapshot takes none (within is never
 		// true), and outcomes go live, until one takes the slot.
@@ -1189,7 +1199,7 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 		if b.rejected == nil {
 			b.rejected = new(rejections)
 		}
-		s.err = b.m.OpenError()
+		s.err, s.rej = b.m.OpenError(), b.rejected
 		s.refuse = s.state == Open && !b.mock // a hand-driven clock may run past the period first (see due)
 	}
 	b.setFlags(s, now)

@@ -65,7 +65,7 @@ func TestSlowFailureMessageRetiresARoomyTally(t *testing.T) {
 					require.NoError(t, err)
 					tb, err := b.Admit(t.Context())
 					require.NoError(t, err)
-					ta.start -= time.Hour // A's call was slow
+					ta.start = ta.start.Add(-time.Hour) // A's call was slow
 
 					var aDone atomic.Bool
 					bDone := make(chan struct{})
@@ -163,10 +163,10 @@ func TestSlowStressClosedMeansUnderThresholds(t *testing.T) {
 								case x < 7:
 									tk.ReportAs(Failure, errBoom)
 								case x < 8:
-									tk.start -= time.Hour
+									tk.start = tk.start.Add(-time.Hour)
 									tk.ReportAs(Success, nil)
 								default:
-									tk.start -= time.Hour
+									tk.start = tk.start.Add(-time.Hour)
 									tk.ReportAs(Failure, errBoom)
 								}
 							})
