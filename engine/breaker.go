@@ -89,8 +89,10 @@ func (b *Breaker) extras() *extras {
 type snapshot struct {
 	state State
 	gen   uint64
-	err   *OpenError  // the rejection for Open and HalfOpen
-	rej   *rejections // where rejections decided from it are counted
+	err   *OpenError // the rejection for Open and HalfOpen
+	// wide is the successes tally's stripes, once spread (see
+	// snapshot.spreadSuccesses): then the tally is successes plus them.
+	wide atomic.Pointer[stripes]
 
 	successes, ignored atomic.Int64
 	flags              atomic.Uint32 // full and mayTrip; see those
@@ -132,6 +134,7 @@ func (s *snapshot) retired() bool { return s.ignored.Load() < 0 }
 const (
 	fullFlag    uint32 = 1 << iota // HalfOpen with every probe slot taken
 	mayTripFlag                    // Closed, and a success could still trip a rate policy
+	spreadFlag                     // the successes tally is spread (see snapshot.wide); set by the caller that spread it
 )
 
 // full reports whether the circuit is half-open with every probe slot
@@ -151,7 +154,12 @@ func (b *Breaker) setFlags(s *snapshot, now time.Time) {
 	if b.m.SuccessMayTrip(now) {
 		f |= mayTripFlag
 	}
-	s.flags.Store(f)
+	for { // keeping spreadFlag, which callers set
+		old := s.flags.Load()
+		if s.flags.CompareAndSwap(old, old&spreadFlag|f) {
+			return
+		}
+	}
 }
 
 // call is an admitted call on its way: everything reporting its outcome
@@ -577,8 +585,10 @@ func (b *Breaker) admit(ctx context.Context, c *call) error {
 
 // reject counts a rejection decided from s, and returns it.
 func (b *Breaker) reject(s *snapshot) error {
-	if s.rej.add()%busy == 0 {
-		s.rej.spread(b.now())
+	// b.rejected was set before the first snapshot that is not closed
+	// was published, and never changes after.
+	if b.rejected.add()%busy == 0 {
+		b.rejected.spread(b.now())
 	}
 	return s.err
 }
@@ -633,9 +643,9 @@ func (c *call) finish(o Outcome, err error) {
 	b, s := c.b, c.snap
 	if b.quick && s != nil && o == Success && !s.mayTrip() {
 		if b.lean() {
-			s.saw(&s.runF, &s.failures)
+			s.saw(&s.runF, s.failures.Load())
 		}
-		if s.successes.Add(1) > 0 {
+		if s.addSuccess() > 0 {
 			return
 		}
 	}
@@ -649,8 +659,8 @@ func (c *call) finish(o Outcome, err error) {
 // gives it as harmlessly as the first.)
 func (c *call) tallied(o Outcome) bool {
 	s := c.snap
-	if o != Success || s == nil || !c.b.quick || s.mayTrip() || s.failures.Load() > s.runF.Load() {
-		return false
+	if o != Success || s == nil || !c.b.quick || s.flags.Load()&(mayTripFlag|spreadFlag) != 0 || s.failures.Load() > s.runF.Load() || s.successes.Load()%busy == 0 {
+		return false // (spread, or a success that looks whether to spread: see addSuccess)
 	}
 	return s.successes.Add(1) > 0
 }
@@ -704,7 +714,7 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
 	if quiet && s != nil && (o == Ignored || !b.quick) {
 		if o == Success && b.lean() {
-			s.saw(&s.runF, &s.failures)
+			s.saw(&s.runF, s.failures.Load())
 		}
 		if s.tally(o) {
 			return
@@ -745,7 +755,10 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 //
 // It also returns false if s has been retired: the failure is stale.
 func (b *Breaker) failure(s *snapshot) bool {
-	s.saw(&s.runS, &s.successes)
+	if s.wide.Load() != nil {
+		return false // spread: see snapshot.spreadSuccesses
+	}
+	s.saw(&s.runS, s.successTally())
 	for {
 		n := s.failures.Load()
 		if n < 0 || n >= s.limit.Load() {
@@ -793,11 +806,11 @@ const closedRecord = math.MaxUint64
 // index, as failure's is on the tally.
 func (b *Breaker) orderedFailure(s *snapshot) bool {
 	r := s.recs
-	if r == nil {
+	if r == nil || s.wide.Load() != nil { // spread: see snapshot.spreadSuccesses
 		return false
 	}
 	for i := s.failures.Load(); i < s.limit.Load() && i < int64(len(r)); i++ {
-		saw := s.successes.Load()
+		saw := s.successTally()
 		if saw < 0 {
 			return false // retired
 		}
@@ -815,8 +828,7 @@ func (b *Breaker) orderedFailure(s *snapshot) bool {
 // saw records in run that an outcome about to be tallied saw tally as it
 // is now, unless a later outcome has recorded more. Recording before
 // tallying is what lets fold read the tallies first and the runs after.
-func (s *snapshot) saw(run, tally *atomic.Int64) {
-	n := tally.Load()
+func (s *snapshot) saw(run *atomic.Int64, n int64) {
 	for r := run.Load(); n > r; r = run.Load() {
 		if run.CompareAndSwap(r, n) {
 			return
@@ -838,8 +850,98 @@ func (s *snapshot) tally(o Outcome) bool {
 	if o == Ignored {
 		return s.ignored.Add(1) > 0
 	}
-	return s.successes.Add(1) > 0
+	return s.addSuccess() > 0
 }
+
+// addSuccess adds a success to s's tally, and returns the count where it
+// went: the counter's, or its stripe's once spread. It is negative once the
+// tally is retired. A success that finds the counter at a multiple of busy
+// first looks whether to spread it.
+func (s *snapshot) addSuccess() int64 {
+	w := s.wide.Load()
+	if w == nil && s.successes.Load()%busy == 0 {
+		s.spreadSuccesses()
+		w = s.wide.Load()
+	}
+	if w != nil {
+		return int64(w.add())
+	}
+	return s.successes.Add(1)
+}
+
+// spreadSuccesses spreads s's successes tally over 64 stripes if other
+// cores are adding to it right now and no failure has been tallied on s: it
+// watches the counter for a moment, and one that moves meanwhile has
+// company. Every core adding to one counter would pass its line around on
+// every success; but a failure tallied on the spot must read the whole
+// tally (see snapshot.saw, Breaker.orderedFailure), so a failure on a
+// spread tally goes as a message instead, and the owner, which does not
+// tally it either, retires the tally: the next snapshot starts with one
+// counter again. So a breaker spreads while its calls succeed, and one
+// whose calls fail often enough never does.
+func (s *snapshot) spreadSuccesses() {
+	n := s.successes.Load()
+	if n <= 0 || s.failures.Load() != 0 || s.wide.Load() != nil {
+		return
+	}
+	for range 64 {
+		if s.successes.Load() != n {
+			if s.wide.CompareAndSwap(nil, new(stripes)) {
+				s.flags.Or(spreadFlag)
+			}
+			return
+		}
+	}
+}
+
+// successTally returns the successes tally: the counter, plus its stripes
+// once spread. It is negative once retired.
+func (s *snapshot) successTally() int64 {
+	n := s.successes.Load()
+	w := s.wide.Load()
+	if n < 0 || w == nil {
+		return n
+	}
+	for i := range w {
+		v := int64(w[i].n.Load())
+		if v < 0 {
+			return retired
+		}
+		n += v
+	}
+	return n
+}
+
+// takeSuccesses returns the successes tally for a fold; if next is retired,
+// it retires the tally too, stripes and all, so that a success added after
+// finds it negative and goes as a message.
+func (s *snapshot) takeSuccesses(next int64) int64 {
+	if next != retired {
+		return s.successTally()
+	}
+	n := s.successes.Swap(retired)
+	w := s.wide.Swap(retiredStripes) // no stripes made after this: a caller's CompareAndSwap from nil fails
+	if w == nil || w == retiredStripes {
+		return n // negative if it was retired already
+	}
+	for i := range w {
+		n += int64(w[i].n.Swap(retiredStripe))
+	}
+	return n
+}
+
+// retiredStripes stands in for the stripes of a retired tally: every
+// stripe negative, so a success added there is stale.
+var retiredStripes = func() *stripes {
+	w := new(stripes)
+	for i := range w {
+		w[i].n.Store(retiredStripe)
+	}
+	return w
+}()
+
+// retiredStripe is retired, as a stripe holds it.
+const retiredStripe = uint64(1) << 63
 
 // ask sends a request and waits for the answer. ctx bounds only the wait
 // for mailbox room: once queued, a request may change the state (grant a
@@ -1169,11 +1271,11 @@ func (b *Breaker) tallyLast(now time.Time, m *msg) bool {
 		return true // it opened the circuit, or the tally is retired (an ordered breaker's always is): nothing to put back
 	}
 	if m.outcome == Success {
-		s.saw(&s.runF, &s.failures)
+		s.saw(&s.runF, s.failures.Load())
 		s.successes.Add(1)
 		s.folded++
 	} else {
-		s.saw(&s.runS, &s.successes)
+		s.saw(&s.runS, s.successTally())
 		s.failures.Add(1)
 		s.foldedF++
 	}
@@ -1199,7 +1301,7 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 		if b.rejected == nil {
 			b.rejected = new(rejections)
 		}
-		s.err, s.rej = b.m.OpenError(), b.rejected
+		s.err = b.m.OpenError()
 		s.refuse = s.state == Open && !b.mock // a hand-driven clock may run past the period first (see due)
 	}
 	b.setFlags(s, now)
@@ -1287,10 +1389,7 @@ func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 	if !b.lean() {
 		// The successes tally only grows, until retired, like a lean
 		// breaker's.
-		n := s.successes.Load()
-		if next == retired {
-			n = s.successes.Swap(retired)
-		}
+		n := s.takeSuccesses(next)
 		if n > s.folded {
 			b.m.countN(now, p, Success, uint64(n-s.folded))
 			s.folded = n
@@ -1300,9 +1399,9 @@ func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 	// The totals first, then what the latest outcomes saw: an outcome
 	// records what it saw before it adds itself, so every outcome in the
 	// totals has its sighting in the runs read after.
-	succ, fail := s.successes.Load(), s.failures.Load()
+	succ, fail := s.takeSuccesses(next), s.failures.Load()
 	if next == retired {
-		succ, fail = s.successes.Swap(retired), s.failures.Swap(retired)
+		fail = s.failures.Swap(retired)
 	}
 	if succ <= s.folded && fail <= s.foldedF {
 		return
@@ -1329,10 +1428,7 @@ func (b *Breaker) fold(now time.Time, s *snapshot, next int64) {
 // applies, and every failure in the records saw no more successes than it
 // read: nothing is left pending.
 func (b *Breaker) foldOrdered(now time.Time, s *snapshot, p Permit, next int64) {
-	succ := s.successes.Load()
-	if next == retired {
-		succ = s.successes.Swap(retired)
-	}
+	succ := s.takeSuccesses(next)
 	if succ >= 0 { // not retired already
 		b.foldRecords(now, s, p, succ, next)
 	}

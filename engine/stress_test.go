@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,19 +18,27 @@ import (
 // cancellations and panics, on real time, and checks the invariants that
 // must hold whatever the interleaving.
 func TestStress(t *testing.T) {
-	t.Run("consecutive", func(t *testing.T) { stress(t, Config{FailureThreshold: 4}) })
-	// Successes and failures tallied per bucket, buckets ending while
-	// calls run.
-	t.Run("time window", func(t *testing.T) {
-		stress(t, Config{FailureRateThreshold: 0.3, WindowDuration: 2 * time.Millisecond, WindowBuckets: 4, MinimumCalls: 10})
-	})
-	// Failures tallied with their place among the successes.
-	t.Run("count window", func(t *testing.T) {
-		stress(t, Config{FailureRateThreshold: 0.45, WindowSize: 40, MinimumCalls: 10})
-	})
+	for _, spreading := range []bool{false, true} {
+		name := func(s string) string {
+			if spreading {
+				return s + ", spreading" // every snapshot's successes tally spread as soon as it is seen
+			}
+			return s
+		}
+		t.Run(name("consecutive"), func(t *testing.T) { stress(t, Config{FailureThreshold: 4}, spreading) })
+		// Successes and failures tallied per bucket, buckets ending while
+		// calls run.
+		t.Run(name("time window"), func(t *testing.T) {
+			stress(t, Config{FailureRateThreshold: 0.3, WindowDuration: 2 * time.Millisecond, WindowBuckets: 4, MinimumCalls: 10}, spreading)
+		})
+		// Failures tallied with their place among the successes.
+		t.Run(name("count window"), func(t *testing.T) {
+			stress(t, Config{FailureRateThreshold: 0.45, WindowSize: 40, MinimumCalls: 10}, spreading)
+		})
+	}
 }
 
-func stress(t *testing.T, cfg Config) {
+func stress(t *testing.T, cfg Config, spreading bool) {
 	const (
 		workers = 48
 		calls   = 400
@@ -56,8 +65,23 @@ func stress(t *testing.T, cfg Config) {
 	}
 
 	var wg sync.WaitGroup
-	for w := range workers {
+	done := make(chan struct{})
+	if spreading {
 		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					spread(b)
+					runtime.Gosched()
+				}
+			}
+		})
+	}
+	var workersWG sync.WaitGroup
+	for w := range workers {
+		workersWG.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 1))
 			for range calls {
 				ctx, cancel := context.WithCancel(context.Background())
@@ -121,6 +145,8 @@ func stress(t *testing.T, cfg Config) {
 			}
 		})
 	}
+	workersWG.Wait()
+	close(done)
 	wg.Wait()
 	c := b.Counts()
 	require.NoError(t, b.Close())

@@ -33,7 +33,7 @@ func TestPropertyTicketsMatchMachine(t *testing.T) {
 		cfg.SlowCallRateThreshold = rapid.SampledFrom([]float64{0.3, 0.5, 1}).Draw(rt, "SlowCallRateThreshold")
 		drawWindow(rt, &cfg, 30, 10, 1, 2, 5, 10)
 		type op struct {
-			kind    int // 0 admit, 1 report, 2 sleep, 3 scrape, 4 trip, 5 reset
+			kind    int // 0 admit, 1 report, 2 sleep, 3 scrape, 4 trip, 5 reset, 6 spread
 			pick    int
 			outcome Outcome
 			hint    bool
@@ -41,7 +41,7 @@ func TestPropertyTicketsMatchMachine(t *testing.T) {
 		}
 		pFail := rapid.SampledFrom([]int{10, 50, 90}).Draw(rt, "failPercent")
 		ops := rapid.SliceOfN(rapid.Custom(func(rt *rapid.T) op {
-			o := op{kind: rapid.SampledFrom([]int{0, 0, 0, 1, 1, 1, 2, 2, 3, 4, 5}).Draw(rt, "kind")}
+			o := op{kind: rapid.SampledFrom([]int{0, 0, 0, 1, 1, 1, 2, 2, 3, 4, 5, 6}).Draw(rt, "kind")}
 			o.pick = rapid.IntRange(0, 7).Draw(rt, "pick")
 			switch r := rapid.IntRange(0, 99).Draw(rt, "roll"); {
 			case r < pFail:
@@ -88,6 +88,8 @@ func TestPropertyTicketsMatchMachine(t *testing.T) {
 				case 5:
 					b.Reset()
 					m.Reset(now)
+				case 6:
+					spread(b)
 				}
 				m.Advance(time.Now())
 				require.Equal(t, m.State(), b.State(), "op %d (%+v)", i, o)
@@ -127,7 +129,7 @@ func TestPropertyTicketsMatchMachineAsTheClockStepsBack(t *testing.T) {
 		n := rapid.IntRange(20, 150).Draw(rt, "ops")
 		for i := range n {
 			now := mock.Now()
-			switch rapid.SampledFrom([]int{0, 0, 0, 1, 1, 1, 2, 2, 3, 4}).Draw(rt, "kind") {
+			switch rapid.SampledFrom([]int{0, 0, 0, 1, 1, 1, 2, 2, 3, 4, 5}).Draw(rt, "kind") {
 			case 0:
 				w.admit(rt, now, i)
 			case 1:
@@ -146,6 +148,8 @@ func TestPropertyTicketsMatchMachineAsTheClockStepsBack(t *testing.T) {
 				mock.Set(now.Add(-time.Duration(rapid.SampledFrom([]int{100, 500, 2000, 7000}).Draw(rt, "backMs")) * time.Millisecond))
 			case 4:
 				_ = b.Counts()
+			case 5:
+				spread(b)
 			}
 			m.Advance(mock.Now())
 			require.Equal(rt, m.State(), b.State(), "op %d", i)

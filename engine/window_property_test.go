@@ -40,6 +40,7 @@ func TestPropertyWindowBreakerMatchesMachine(t *testing.T) {
 			fail   bool
 			slow   bool // the call takes slowTakes
 			scrape bool // a Counts first, as a metrics scrape sends: it moves the window on
+			spread bool // the snapshot's successes tally spread first, as a busy breaker's callers do
 		}
 		// Two phases with failure rates of their own, so that runs where
 		// old successes leave a window of failures are common.
@@ -55,6 +56,7 @@ func TestPropertyWindowBreakerMatchesMachine(t *testing.T) {
 					fail:   rapid.IntRange(0, 99).Draw(rt, "roll") < pFail,
 					slow:   rapid.IntRange(0, 99).Draw(rt, "slowRoll") < pSlow,
 					scrape: rapid.IntRange(0, 3).Draw(rt, "scrape") == 0,
+					spread: rapid.IntRange(0, 3).Draw(rt, "spread") == 0,
 				}
 			}), 10, 100).Draw(rt, name)
 		}
@@ -72,6 +74,9 @@ func TestPropertyWindowBreakerMatchesMachine(t *testing.T) {
 				now := time.Now()
 				if o.scrape {
 					_ = b.Counts()
+				}
+				if o.spread {
+					spread(b)
 				}
 				work, outcome := succeed, Success
 				if o.fail {
