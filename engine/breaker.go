@@ -870,18 +870,19 @@ func (s *snapshot) addSuccess() int64 {
 }
 
 // spreadSuccesses spreads s's successes tally over 64 stripes if other
-// cores are adding to it right now and no failure has been tallied on s: it
-// watches the counter for a moment, and one that moves meanwhile has
-// company. Every core adding to one counter would pass its line around on
+// cores are adding to it right now, and s has taken spreadAfter successes
+// and no failure: it watches the counter for a moment, and one that moves
+// meanwhile has company. Every core adding to one counter would pass its line around on
 // every success; but a failure tallied on the spot must read the whole
 // tally (see snapshot.saw, Breaker.orderedFailure), so a failure on a
 // spread tally goes as a message instead, and the owner, which does not
 // tally it either, retires the tally: the next snapshot starts with one
 // counter again. So a breaker spreads while its calls succeed, and one
-// whose calls fail often enough never does.
+// whose calls fail one time in spreadAfter or more never does: each spread
+// costs 4 KiB.
 func (s *snapshot) spreadSuccesses() {
 	n := s.successes.Load()
-	if n <= 0 || s.failures.Load() != 0 || s.wide.Load() != nil {
+	if n < spreadAfter || s.failures.Load() != 0 || s.wide.Load() != nil {
 		return
 	}
 	for range 64 {
@@ -893,6 +894,10 @@ func (s *snapshot) spreadSuccesses() {
 		}
 	}
 }
+
+// spreadAfter is how many successes a snapshot takes before its tally may
+// spread.
+const spreadAfter = 8 * busy
 
 // successTally returns the successes tally: the counter, plus its stripes
 // once spread. It is negative once retired.

@@ -56,7 +56,7 @@ func TestSpreadSuccessesCountLikeOne(t *testing.T) {
 // taken a failure, even with company.
 func TestSpreadOnlyWithCompanyAndNoFailure(t *testing.T) {
 	b := newTestBreaker(t, Config{FailureThreshold: 5})
-	for range 20 * busy {
+	for range 2 * spreadAfter {
 		require.NoError(t, b.Call(succeed))
 	}
 	assert.Nil(t, b.snap.Load().wide.Load(), "a lone caller")
@@ -64,33 +64,46 @@ func TestSpreadOnlyWithCompanyAndNoFailure(t *testing.T) {
 	require.ErrorIs(t, b.Call(fail), errBoom)
 	s := b.snap.Load()
 	require.Positive(t, s.failures.Load())
-	s.successes.Store(busy)
+	s.successes.Store(spreadAfter)
 	s.spreadSuccesses() // nobody adds meanwhile either; the failure alone must stop it
 	assert.Nil(t, s.wide.Load())
 }
 
-// With another goroutine adding to the counter while it looks, a success at
-// a multiple of busy spreads the tally, once.
+// With another goroutine adding to the counter while it looks, a success
+// spreads the tally, once, but not before spreadAfter successes.
 func TestSpreadWithCompany(t *testing.T) {
 	b := newTestBreaker(t, Config{FailureThreshold: 5})
 	s := b.snap.Load()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				s.successes.Add(busy) // stays at a multiple of busy
+	company := func(step func()) (stop func()) {
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					step()
+				}
 			}
-		}
-	})
+		})
+		return func() { close(done); wg.Wait() }
+	}
+
+	s.successes.Store(spreadAfter - busy)
+	stop := company(func() { s.successes.Add(1); s.successes.Add(-1) }) // moving, below spreadAfter
+	for range 100_000 {
+		s.spreadSuccesses()
+	}
+	stop()
+	require.Nil(t, s.wide.Load(), "too few successes yet")
+
+	s.successes.Store(spreadAfter)
+	stop = company(func() { s.successes.Add(busy) })
 	for i := 0; i < 1_000_000 && s.wide.Load() == nil; i++ {
 		s.spreadSuccesses()
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	require.NotNil(t, s.wide.Load(), "the counter moved while the caller looked")
 	assert.NotZero(t, s.flags.Load()&spreadFlag)
 	w := s.wide.Load()
