@@ -720,6 +720,19 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 			return
 		}
 	}
+	// A tally retired by a seal whose message left the generation as it
+	// was: the owner has published since, so the outcome goes on the
+	// current snapshot, after that message, as if admitted under it. Until
+	// the owner publishes, the current snapshot is the sealed one, and the
+	// outcome waits as a message, below.
+	if cur := b.snap.Load(); quiet && c.snap != nil && cur != s && cur.gen == p.Gen && !cur.stop && cur.within(now.UnixNano()) && !(o == Success && b.rate && cur.mayTrip()) {
+		if o == Success && b.lean() {
+			cur.saw(&cur.runF, cur.failures.Load())
+		}
+		if cur.tally(o) {
+			return
+		}
+	}
 	m := b.newMsg(mReport)
 	m.permit, m.outcome, m.err, m.hint, m.elapsed = p, o, err, hint, elapsed
 	// An outcome that cannot change the state but could not be tallied
@@ -863,6 +876,9 @@ func (s *snapshot) addSuccess() int64 {
 		s.spreadSuccesses()
 		w = s.wide.Load()
 	}
+	if w == retiredStripes {
+		return retired // not added there: the stripes are every breaker's
+	}
 	if w != nil {
 		return int64(w.add())
 	}
@@ -871,8 +887,9 @@ func (s *snapshot) addSuccess() int64 {
 
 // spreadSuccesses spreads s's successes tally over 64 stripes if other
 // cores are adding to it right now, and s has taken spreadAfter successes
-// and no failure: it watches the counter for a moment, and one that moves
-// meanwhile has company. Every core adding to one counter would pass its line around on
+// and no failure: it watches the counter for 64 loads, and one that others
+// add to 8 times meanwhile is busy enough that its line passing between
+// cores costs more than the stripes. Every core adding to one counter would pass its line around on
 // every success; but a failure tallied on the spot must read the whole
 // tally (see snapshot.saw, Breaker.orderedFailure), so a failure on a
 // spread tally goes as a message instead, and the owner, which does not
@@ -886,8 +903,8 @@ func (s *snapshot) spreadSuccesses() {
 		return
 	}
 	for range 64 {
-		if s.successes.Load() != n {
-			if s.wide.CompareAndSwap(nil, new(stripes)) {
+		if s.successes.Load()-n >= 8 {
+			if s.wide.Load() == nil && s.wide.CompareAndSwap(nil, new(stripes)) {
 				s.flags.Or(spreadFlag)
 			}
 			return
@@ -906,6 +923,9 @@ func (s *snapshot) successTally() int64 {
 	w := s.wide.Load()
 	if n < 0 || w == nil {
 		return n
+	}
+	if w == retiredStripes {
+		return retired
 	}
 	for i := range w {
 		v := int64(w[i].n.Load())
@@ -935,8 +955,9 @@ func (s *snapshot) takeSuccesses(next int64) int64 {
 	return n
 }
 
-// retiredStripes stands in for the stripes of a retired tally: every
-// stripe negative, so a success added there is stale.
+// retiredStripes stands in for the stripes of a retired tally, to keep any
+// from being made after; nobody adds to them (see addSuccess). Every stripe
+// is negative all the same, as a retired tally's.
 var retiredStripes = func() *stripes {
 	w := new(stripes)
 	for i := range w {

@@ -1,7 +1,11 @@
 package engine
 
 import (
+	"context"
+	"math/rand/v2"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -91,7 +95,11 @@ func TestSpreadWithCompany(t *testing.T) {
 	}
 
 	s.successes.Store(spreadAfter - busy)
-	stop := company(func() { s.successes.Add(1); s.successes.Add(-1) }) // moving, below spreadAfter
+	stop := company(func() { // busy, below spreadAfter
+		if s.successes.Add(1) >= spreadAfter-1 {
+			s.successes.Store(spreadAfter - busy)
+		}
+	})
 	for range 100_000 {
 		s.spreadSuccesses()
 	}
@@ -109,4 +117,157 @@ func TestSpreadWithCompany(t *testing.T) {
 	w := s.wide.Load()
 	s.spreadSuccesses()
 	assert.Same(t, w, s.wide.Load(), "spread once")
+}
+
+// spreadConfigs are breakers that never trip under the workloads below
+// (failures are rare), one per way of tallying failures.
+var spreadConfigs = map[string]Config{
+	"lean":        {FailureThreshold: 1 << 20},
+	"ordered":     {FailureRateThreshold: 0.99, WindowSize: 64, MinimumCalls: 64},
+	"should-trip": {ShouldTrip: func(Counts) bool { return false }},
+	"lean-rate":   {FailureRateThreshold: 0.99, WindowDuration: 1 << 40, WindowBuckets: 4, MinimumCalls: 10},
+}
+
+// Every success and failure counts exactly once, and every outcome that
+// returned before a Counts is in it, while tallies spread (by the helper,
+// and naturally) and failures seal spread snapshots at any moment.
+func TestSpreadCountsEveryOutcomeOnce(t *testing.T) {
+	for name, cfg := range spreadConfigs {
+		t.Run(name, func(t *testing.T) {
+			b := newTestBreaker(t, cfg)
+			var succ, fails atomic.Uint64
+			done := make(chan struct{})
+			var aux sync.WaitGroup
+			aux.Go(func() {
+				for {
+					select {
+					case <-done:
+						return
+					default:
+						spread(b)
+						runtime.Gosched()
+					}
+				}
+			})
+			aux.Go(func() {
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					s, f := succ.Load(), fails.Load()
+					c := b.Counts()
+					if c.Successes < s || c.Failures < f {
+						t.Errorf("Counts %d/%d behind outcomes returned before it %d/%d", c.Successes, c.Failures, s, f)
+						return
+					}
+				}
+			})
+			var wg sync.WaitGroup
+			for w := range 8 {
+				wg.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(w), 7))
+					for range 20000 {
+						switch r := rng.IntN(2000); {
+						case r == 0:
+							if !assert.ErrorIs(t, b.Call(fail), errBoom) {
+								return
+							}
+							fails.Add(1)
+						case r < 100:
+							tk, err := b.Admit(context.Background())
+							if !assert.NoError(t, err) {
+								return
+							}
+							runtime.Gosched()
+							tk.Report(nil)
+							succ.Add(1)
+						default:
+							if !assert.NoError(t, b.Call(succeed)) {
+								return
+							}
+							succ.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(done)
+			aux.Wait()
+			c := b.Counts()
+			assert.Equal(t, succ.Load(), c.Successes)
+			assert.Equal(t, fails.Load(), c.Failures)
+			assert.Zero(t, c.Stale)
+			assert.Equal(t, Closed, b.State())
+		})
+	}
+}
+
+// One goroutine's runs are exact whatever the spreading: a model of
+// consecutive counts against Counts after every op.
+func TestSpreadRunsOfOneGoroutine(t *testing.T) {
+	for name, cfg := range spreadConfigs {
+		t.Run(name, func(t *testing.T) {
+			b := newTestBreaker(t, cfg)
+			rng := rand.New(rand.NewPCG(3, 4))
+			var cs, cf, s, f uint64
+			for i := range 3000 {
+				switch rng.IntN(6) {
+				case 0:
+					require.ErrorIs(t, b.Call(fail), errBoom)
+					f++
+					cf++
+					cs = 0
+				case 1:
+					spread(b)
+				default:
+					require.NoError(t, b.Call(succeed))
+					s++
+					cs++
+					cf = 0
+				}
+				if rng.IntN(4) == 0 {
+					c := b.Counts()
+					require.Equal(t, s, c.Successes, "op %d", i)
+					require.Equal(t, f, c.Failures, "op %d", i)
+					require.Equal(t, cs, c.ConsecutiveSuccesses, "op %d", i)
+					require.Equal(t, cf, c.ConsecutiveFailures, "op %d", i)
+				}
+			}
+		})
+	}
+}
+
+// 40cf6e9 (review): a failure on a spread tally seals the snapshot, and
+// every call in flight under it found its tally retired and sent its
+// success as a message it waited for, though the generation went on: a
+// failure cost as many round trips to the owner as there were calls in
+// flight. Once the owner has published, they tally on the current
+// snapshot instead: the owner folds none of them.
+func TestASealLeavesCallsInFlightTallying(t *testing.T) {
+	b := newTestBreaker(t, Config{FailureThreshold: 1 << 20})
+	const inFlight = 100
+	tickets := make([]*Ticket, inFlight)
+	for i := range tickets {
+		var err error
+		tickets[i], err = b.Admit(context.Background())
+		require.NoError(t, err)
+	}
+	spread(b)
+	require.ErrorIs(t, b.Call(fail), errBoom) // far from the threshold: the generation goes on
+	cur := b.snap.Load()
+	require.NotSame(t, tickets[0].snap, cur, "the failure sealed the spread snapshot")
+	for _, tk := range tickets {
+		tk.Report(nil)
+	}
+	// The owner last ran for the failure, whose answer this goroutine
+	// received: had it handled the successes, it would have put them back
+	// and counted them in folded.
+	assert.Equal(t, int64(inFlight), cur.successTally())
+	assert.Zero(t, cur.folded, "no success went to the owner")
+	c := b.Counts()
+	assert.Equal(t, uint64(inFlight), c.Successes)
+	assert.Equal(t, uint64(1), c.Failures)
+	assert.Zero(t, c.Stale)
 }
