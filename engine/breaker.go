@@ -887,13 +887,13 @@ func (s *snapshot) addSuccess() int64 {
 
 // spreadSuccesses spreads s's successes tally over 64 stripes if other
 // cores are adding to it right now, and s has taken spreadAfter successes
-// and no failure: it watches the counter for 64 loads, and one that others
-// add to 8 times meanwhile is busy enough that its line passing between
-// cores costs more than the stripes. Every core adding to one counter would pass its line around on
-// every success; but a failure tallied on the spot must read the whole
-// tally (see snapshot.saw, Breaker.orderedFailure), so a failure on a
-// spread tally goes as a message instead, and the owner, which does not
-// tally it either, retires the tally: the next snapshot starts with one
+// and no failure. It watches the counter for 64 loads: one that others add
+// to 8 times meanwhile is busy enough that passing its line between cores
+// on every success costs more than the stripes. A failure tallied on the
+// spot must read the whole tally (see snapshot.saw and
+// Breaker.orderedFailure), so a failure on a spread tally goes as a
+// message instead, and the owner, which does not tally it either, retires
+// the tally (see Breaker.tallyLast): the next snapshot starts with one
 // counter again. So a breaker spreads while its calls succeed, and one
 // whose calls fail one time in spreadAfter or more never does: each spread
 // costs 4 KiB.
