@@ -80,7 +80,8 @@ func (b *Breaker) extras() *extras {
 
 // snapshot is what the fast paths read. The breaker's goroutine replaces
 // it whole with every new generation, and nobody else writes one, but for
-// its two tallies: callers admitted under it add their closed-state
+// its tallies (and the stripes a busy successes tally spreads over, see
+// spreadSuccesses): callers admitted under it add their closed-state
 // successes and ignored outcomes there instead of sending a message, and
 // the breaker's goroutine folds the tallies into the machine before every
 // message it handles. When it replaces the snapshot it takes what is left
@@ -95,7 +96,7 @@ type snapshot struct {
 	wide atomic.Pointer[stripes]
 
 	successes, ignored atomic.Int64
-	flags              atomic.Uint32 // full and mayTrip; see those
+	flags              atomic.Uint32 // full, mayTrip and spreadFlag; see those
 	stop               bool          // the breaker is closed
 	refuse             bool          // open until the breaker's own timer ends it: every call is rejected from here
 	untallied          bool          // takes no tallies: the clock stepped back (see newSnapshot)
@@ -636,7 +637,9 @@ var errPanicked = &PanicError{Value: "function panicked"}
 // finish reports an outcome. A closed-state success or ignored call that
 // is not slow cannot change the state, so it does not wait: it is added to
 // the tally of the snapshot it was admitted under (under a time-based
-// window, of the current snapshot, while its bucket lasts). Everything else
+// window, of the current snapshot, while its bucket lasts; and of the
+// current snapshot if a seal retired its own and the generation went on,
+// see Breaker.report). Everything else
 // waits until applied, but for failures that cannot open the circuit either
 // (see Breaker.failure).
 func (c *call) finish(o Outcome, err error) {
@@ -654,9 +657,11 @@ func (c *call) finish(o Outcome, err error) {
 
 // tallied is finish for the commonest outcome, small enough to inline
 // where a call ends: a closed-state success with no failure since the
-// last success (see snapshot.saw), tallied. It reports whether that is what
-// o was; if not, finish it. (A retired tally takes the second add finish
-// gives it as harmlessly as the first.)
+// last success (see snapshot.saw), tallied on a counter that is not spread
+// and not at a multiple of busy (finish looks then whether to spread it;
+// see addSuccess). It reports whether that is what o was; if not, finish
+// it. (A retired tally takes the second add finish gives it as harmlessly
+// as the first.)
 func (c *call) tallied(o Outcome) bool {
 	s := c.snap
 	if o != Success || s == nil || !c.b.quick || s.flags.Load()&(mayTripFlag|spreadFlag) != 0 || s.failures.Load() > s.runF.Load() || s.successes.Load()%busy == 0 {
@@ -737,8 +742,9 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	m.permit, m.outcome, m.err, m.hint, m.elapsed = p, o, err, hint, elapsed
 	// An outcome that cannot change the state but could not be tallied
 	// either (its snapshot was retired, or sealed while the breaker decides
-	// a message that may change the generation; its call ended outside the
-	// snapshot's bucket; a message admitted it) waits until applied, unless
+	// a message that may change the generation, and the current one could
+	// not take it either; its call ended outside the snapshot's bucket; a
+	// message admitted it) waits until applied, unless
 	// its generation is over already. Sent without waiting, it could land
 	// behind the message being decided while its caller goes on to see
 	// the closed state it came before (see Breaker.seal); a lean
@@ -827,6 +833,7 @@ func (b *Breaker) orderedFailure(s *snapshot) bool {
 		if saw < 0 {
 			return false // retired
 		}
+		s.saw(&s.runS, saw) // read by nobody but spreadSuccesses here
 		if r[i].CompareAndSwap(0, uint64(saw)+1) {
 			s.failures.Store(i + 1) // only a hint: it may move back, and cost a retry
 			return true
@@ -886,24 +893,28 @@ func (s *snapshot) addSuccess() int64 {
 }
 
 // spreadSuccesses spreads s's successes tally over 64 stripes if other
-// cores are adding to it right now, and s has taken spreadAfter successes
-// and no failure. It watches the counter for 64 loads: one that others add
-// to 8 times meanwhile is busy enough that passing its line between cores
-// on every success costs more than the stripes. A failure tallied on the
-// spot must read the whole tally (see snapshot.saw and
-// Breaker.orderedFailure), so a failure on a spread tally goes as a
-// message instead, and the owner, which does not tally it either, retires
-// the tally (see Breaker.tallyLast): the next snapshot starts with one
-// counter again. So a breaker spreads while its calls succeed, and one
-// whose calls fail one time in spreadAfter or more never does: each spread
-// costs 4 KiB.
+// cores are adding to it right now, and it has taken spreadAfter successes
+// since the latest failure tallied on s (runS). It watches the counter for
+// 64 loads: one that others add to 8 times meanwhile is busy enough that
+// passing its line between cores on every success costs more than the
+// stripes. A failure tallied on the spot must read the whole tally (see
+// snapshot.saw and Breaker.orderedFailure), so a failure on a spread tally
+// goes as a message instead; the owner, which does not tally it either,
+// applies it after a seal, which starts the next snapshot with one counter
+// again, unless the failures tally is at its limit and the failure cannot
+// open the circuit (see Breaker.tallyLast). A breaker whose calls fail one
+// time in spreadAfter or more never spreads: each spread costs 4 KiB.
 func (s *snapshot) spreadSuccesses() {
 	n := s.successes.Load()
-	if n < spreadAfter || s.failures.Load() != 0 || s.wide.Load() != nil {
+	if n < 0 || n-s.runS.Load() < spreadAfter || s.wide.Load() != nil {
 		return
 	}
 	for range 64 {
-		if s.successes.Load()-n >= 8 {
+		m := s.successes.Load()
+		if m < 0 {
+			return // retired meanwhile
+		}
+		if m-n >= 8 {
 			if s.wide.Load() == nil && s.wide.CompareAndSwap(nil, new(stripes)) {
 				s.flags.Or(spreadFlag)
 			}

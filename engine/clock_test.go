@@ -43,11 +43,16 @@ func (c *steppedClock) Now() time.Time {
 }
 func (c *steppedClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 
-func TestWallStepMovesOnlyTheWallClock(t *testing.T) {
+// newSteppedClock returns real time that the test steps, once it has
+// checked that wallStep still moves the wall clock alone: should time.Time
+// change its layout, the tests using it fail here rather than pass
+// without testing anything.
+func newSteppedClock(t *testing.T) *steppedClock {
 	n := time.Now()
 	u := wallStep(n, time.Hour)
-	require.Equal(t, time.Duration(0), u.Sub(n))
-	require.Equal(t, int64(time.Hour), u.UnixNano()-n.UnixNano())
+	require.Equal(t, time.Duration(0), u.Sub(n), "wallStep keeps the monotonic reading")
+	require.Equal(t, int64(time.Hour), u.UnixNano()-n.UnixNano(), "wallStep moves the wall clock")
+	return &steppedClock{Clock: clock.New()}
 }
 
 // 035b6ca: a caller under a time-based window took the time of its outcome
@@ -62,7 +67,7 @@ func TestWallStepMovesOnlyTheWallClock(t *testing.T) {
 // Real time (a bubble's time.Now has no monotonic reading, so it cannot
 // show this), with buckets of an hour, so the test stays in one.
 func TestWallClockStepForwardFilesFailuresAtTheOwnersTime(t *testing.T) {
-	sc := &steppedClock{Clock: clock.New()}
+	sc := newSteppedClock(t)
 	b := newTestBreaker(t, Config{
 		FailureRateThreshold: 0.5, WindowDuration: 10 * time.Hour, WindowBuckets: 10, MinimumCalls: 4,
 		Clock: sc,
@@ -81,7 +86,7 @@ func TestWallClockStepForwardFilesFailuresAtTheOwnersTime(t *testing.T) {
 // 035b6ca, as above, for a success: the caller's own Counts right after
 // its call did not see it in the window.
 func TestWallClockStepForwardFilesSuccessesAtTheOwnersTime(t *testing.T) {
-	sc := &steppedClock{Clock: clock.New()}
+	sc := newSteppedClock(t)
 	b := newTestBreaker(t, Config{
 		FailureRateThreshold: 0.5, WindowDuration: 10 * time.Hour, WindowBuckets: 10, MinimumCalls: 1,
 		Clock: sc,
@@ -145,7 +150,7 @@ func TestSlowCallTimedByTheClocksNow(t *testing.T) {
 // and was out of the window, and of Counts, until the wall clock got back
 // there.
 func TestWallClockStepBackFilesSuccessesAtTheOwnersTime(t *testing.T) {
-	sc := &steppedClock{Clock: clock.New()}
+	sc := newSteppedClock(t)
 	b := newTestBreaker(t, Config{
 		FailureRateThreshold: 0.5, WindowDuration: 10 * time.Hour, WindowBuckets: 10, MinimumCalls: 1,
 		Clock: sc,

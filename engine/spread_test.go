@@ -56,67 +56,81 @@ func TestSpreadSuccessesCountLikeOne(t *testing.T) {
 }
 
 // One goroutine's successes, however many, never spread the tally: nobody
-// else is adding to the counter while it looks. Nor does a tally that has
-// taken a failure, even with company.
-func TestSpreadOnlyWithCompanyAndNoFailure(t *testing.T) {
+// else is adding to the counter while it looks.
+func TestSpreadNotForALoneCaller(t *testing.T) {
 	b := newTestBreaker(t, Config{FailureThreshold: 5})
 	for range 2 * spreadAfter {
 		require.NoError(t, b.Call(succeed))
 	}
-	assert.Nil(t, b.snap.Load().wide.Load(), "a lone caller")
-
-	require.ErrorIs(t, b.Call(fail), errBoom)
-	s := b.snap.Load()
-	require.Positive(t, s.failures.Load())
-	s.successes.Store(spreadAfter)
-	s.spreadSuccesses() // nobody adds meanwhile either; the failure alone must stop it
-	assert.Nil(t, s.wide.Load())
+	assert.Nil(t, b.snap.Load().wide.Load())
 }
 
 // With another goroutine adding to the counter while it looks, a success
-// spreads the tally, once, but not before spreadAfter successes.
+// spreads the tally, once, but only spreadAfter successes after the latest
+// failure tallied on the snapshot, or after its start.
 func TestSpreadWithCompany(t *testing.T) {
-	b := newTestBreaker(t, Config{FailureThreshold: 5})
-	s := b.snap.Load()
-	company := func(step func()) (stop func()) {
-		done := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			for {
-				select {
-				case <-done:
-					return
-				default:
-					step()
-				}
+	for name, cfg := range map[string]Config{
+		"lean":    {FailureThreshold: 5},
+		"ordered": {FailureRateThreshold: 0.5, WindowSize: 100, MinimumCalls: 10},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := newTestBreaker(t, cfg)
+			for range 10 {
+				require.NoError(t, b.Call(succeed))
 			}
+			require.ErrorIs(t, b.Call(fail), errBoom) // a count window takes failures on the spot only with one in it
+			for range 10 {
+				require.NoError(t, b.Call(succeed))
+			}
+			s := b.snap.Load()
+			saw := s.successTally()
+			require.Positive(t, saw)
+			require.ErrorIs(t, b.Call(fail), errBoom)
+			require.Same(t, s, b.snap.Load(), "tallied on the spot: the snapshot stays")
+			require.Equal(t, saw, s.runS.Load(), "the failure's sighting")
+			company := func(step func()) (stop func()) {
+				done := make(chan struct{})
+				var wg sync.WaitGroup
+				wg.Go(func() {
+					for {
+						select {
+						case <-done:
+							return
+						default:
+							step()
+						}
+					}
+				})
+				return func() { close(done); wg.Wait() }
+			}
+
+			// Busy, but short of spreadAfter successes since the failure.
+			low := saw + spreadAfter - busy
+			s.successes.Store(low)
+			stop := company(func() {
+				if s.successes.Add(1) >= saw+spreadAfter-1 {
+					s.successes.Store(low)
+				}
+			})
+			for range 100_000 {
+				s.spreadSuccesses()
+			}
+			stop()
+			require.Nil(t, s.wide.Load(), "too few successes since the failure")
+
+			s.successes.Store(saw + spreadAfter)
+			stop = company(func() { s.successes.Add(busy) })
+			for i := 0; i < 1_000_000 && s.wide.Load() == nil; i++ {
+				s.spreadSuccesses()
+			}
+			stop()
+			require.NotNil(t, s.wide.Load(), "the counter moved while the caller looked")
+			assert.NotZero(t, s.flags.Load()&spreadFlag)
+			w := s.wide.Load()
+			s.spreadSuccesses()
+			assert.Same(t, w, s.wide.Load(), "spread once")
 		})
-		return func() { close(done); wg.Wait() }
 	}
-
-	s.successes.Store(spreadAfter - busy)
-	stop := company(func() { // busy, below spreadAfter
-		if s.successes.Add(1) >= spreadAfter-1 {
-			s.successes.Store(spreadAfter - busy)
-		}
-	})
-	for range 100_000 {
-		s.spreadSuccesses()
-	}
-	stop()
-	require.Nil(t, s.wide.Load(), "too few successes yet")
-
-	s.successes.Store(spreadAfter)
-	stop = company(func() { s.successes.Add(busy) })
-	for i := 0; i < 1_000_000 && s.wide.Load() == nil; i++ {
-		s.spreadSuccesses()
-	}
-	stop()
-	require.NotNil(t, s.wide.Load(), "the counter moved while the caller looked")
-	assert.NotZero(t, s.flags.Load()&spreadFlag)
-	w := s.wide.Load()
-	s.spreadSuccesses()
-	assert.Same(t, w, s.wide.Load(), "spread once")
 }
 
 // spreadConfigs are breakers that never trip under the workloads below
@@ -162,6 +176,7 @@ func TestSpreadCountsEveryOutcomeOnce(t *testing.T) {
 						t.Errorf("Counts %d/%d behind outcomes returned before it %d/%d", c.Successes, c.Failures, s, f)
 						return
 					}
+					runtime.Gosched() // Counts is often handled right here: leave the workers room at GOMAXPROCS=1
 				}
 			})
 			var wg sync.WaitGroup
