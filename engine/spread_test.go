@@ -69,6 +69,9 @@ func TestSpreadNotForALoneCaller(t *testing.T) {
 // spreads the tally, once, but only spreadAfter successes after the latest
 // failure tallied on the snapshot, or after its start.
 func TestSpreadWithCompany(t *testing.T) {
+	// Company means another core: with one P the watcher would have to be
+	// preempted within its 64 loads.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0))))
 	for name, cfg := range map[string]Config{
 		"lean":    {FailureThreshold: 5},
 		"ordered": {FailureRateThreshold: 0.5, WindowSize: 100, MinimumCalls: 10},
