@@ -644,13 +644,8 @@ var errPanicked = &PanicError{Value: "function panicked"}
 // (see Breaker.failure).
 func (c *call) finish(o Outcome, err error) {
 	b, s := c.b, c.snap
-	if b.quick && s != nil && o == Success && !s.mayTrip() {
-		if b.lean() {
-			s.saw(&s.runF, s.failures.Load())
-		}
-		if s.addSuccess() > 0 {
-			return
-		}
+	if b.quick && s != nil && o == Success && !s.mayTrip() && b.tallyQuiet(s, o) {
+		return
 	}
 	b.report(c, o, err)
 }
@@ -717,24 +712,16 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	// window can raise the rate), so then it waits too.
 	mayTrip := o == Success && b.rate && (s == nil || s.mayTrip())
 	quiet := p.Probe == 0 && o != Failure && (b.slowAt == 0 || elapsed < b.slowAt) && !mayTrip
-	if quiet && s != nil && (o == Ignored || !b.quick) {
-		if o == Success && b.lean() {
-			s.saw(&s.runF, s.failures.Load())
-		}
-		if s.tally(o) {
-			return
-		}
+	if quiet && s != nil && (o == Ignored || !b.quick) && b.tallyQuiet(s, o) {
+		return
 	}
 	// A tally retired by a seal whose message left the generation as it
 	// was: the owner has published since, so the outcome goes on the
 	// current snapshot, after that message, as if admitted under it. Until
 	// the owner publishes, the current snapshot is the sealed one, and the
 	// outcome waits as a message, below.
-	if cur := b.snap.Load(); quiet && c.snap != nil && cur != s && cur.gen == p.Gen && !cur.stop && cur.within(now.UnixNano()) && !(o == Success && b.rate && cur.mayTrip()) {
-		if o == Success && b.lean() {
-			cur.saw(&cur.runF, cur.failures.Load())
-		}
-		if cur.tally(o) {
+	if quiet && c.snap != nil {
+		if cur := b.snap.Load(); cur != s && cur.gen == p.Gen && !cur.stop && cur.within(now.UnixNano()) && !(o == Success && b.rate && cur.mayTrip()) && b.tallyQuiet(cur, o) {
 			return
 		}
 	}
@@ -861,6 +848,16 @@ func (s *snapshot) saw(run *atomic.Int64, n int64) {
 // only within its bucket.
 func (s *snapshot) within(t int64) bool {
 	return !s.untallied && (s.bucketEnd == 0 || t >= s.bucketStart && t < s.bucketEnd)
+}
+
+// tallyQuiet tallies on s a success or ignored outcome that cannot change
+// the state, a lean breaker's success with the failures it saw first (see
+// snapshot.saw). It reports false if s did not take it.
+func (b *Breaker) tallyQuiet(s *snapshot, o Outcome) bool {
+	if o == Success && b.lean() {
+		s.saw(&s.runF, s.failures.Load())
+	}
+	return s.tally(o)
 }
 
 // tally counts a success or ignored outcome of a call admitted under s. It
@@ -1513,8 +1510,8 @@ type rejections struct {
 }
 
 const (
-	// busy is how many rejections on one counter make a caller ask
-	// whether to spread them.
+	// busy is how many rejections, or successes, on one counter make a
+	// caller ask whether to spread them.
 	busy = 1 << 10
 	// spreadWithin is how soon after the last multiple of busy the next
 	// one must come for the breaker to spread: a million rejections a

@@ -6,9 +6,6 @@ package engine
 
 import (
 	"context"
-	"math/rand/v2"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,85 +88,11 @@ func TestRetallyAfterClose(t *testing.T) {
 	assert.Zero(t, b.Counts().Successes)
 }
 
-// Many goroutines, each with its own lean-consecutive model run through a
-// shared breaker whose snapshots are spread and sealed (by failures that
-// do not trip) all the time; tickets cross snapshots. Counts must add up,
-// nothing stale.
+// Outcomes count once and are never stale while snapshots are spread and
+// sealed (with the generation going on) all the time, and tickets cross
+// snapshots.
 func TestRetallyStress(t *testing.T) {
-	for name, cfg := range map[string]Config{
-		"lean":        {FailureThreshold: 1 << 20},
-		"ordered":     {FailureRateThreshold: 0.99, WindowSize: 64, MinimumCalls: 64},
-		"should-trip": {ShouldTrip: func(Counts) bool { return false }},
-		"slow":        {FailureThreshold: 1 << 20, SlowCallThreshold: time.Hour, SlowCallRateThreshold: 1, MinimumCalls: 1},
-		"lean-rate":   {FailureRateThreshold: 0.99, WindowDuration: 1 << 40, WindowBuckets: 4, MinimumCalls: 10},
-	} {
-		t.Run(name, func(t *testing.T) {
-			b := newTestBreaker(t, cfg)
-			var succ, fails, ign atomic.Uint64
-			done := make(chan struct{})
-			var aux sync.WaitGroup
-			aux.Go(func() {
-				for {
-					select {
-					case <-done:
-						return
-					default:
-						spread(b)
-						b.ForceOpen(time.Now().Add(-time.Second), "noop seal")
-					}
-				}
-			})
-			var wg sync.WaitGroup
-			for w := range 8 {
-				wg.Go(func() {
-					rng := rand.New(rand.NewPCG(uint64(w), 9))
-					var held []*Ticket
-					for range 5000 {
-						switch r := rng.IntN(100); {
-						case r < 3:
-							_ = b.Call(fail)
-							fails.Add(1)
-						case r < 30:
-							tk, err := b.Admit(context.Background())
-							if assert.NoError(t, err) {
-								held = append(held, tk)
-							}
-						case r < 50 && len(held) > 0:
-							i := rng.IntN(len(held))
-							tk := held[i]
-							held = append(held[:i], held[i+1:]...)
-							if rng.IntN(4) == 0 {
-								tk.ReportAs(Ignored, nil)
-								ign.Add(1)
-							} else {
-								tk.Report(nil)
-								succ.Add(1)
-							}
-							s, ig := succ.Load(), ign.Load()
-							if c := b.Counts(); c.Successes < s || c.Ignored < ig {
-								t.Errorf("Counts %d/%d behind outcomes returned before it %d/%d", c.Successes, c.Ignored, s, ig)
-								return
-							}
-						default:
-							_ = b.Call(succeed)
-							succ.Add(1)
-						}
-					}
-					for _, tk := range held {
-						tk.Report(nil)
-						succ.Add(1)
-					}
-				})
-			}
-			wg.Wait()
-			close(done)
-			aux.Wait()
-			c := b.Counts()
-			assert.Equal(t, succ.Load(), c.Successes)
-			assert.Equal(t, fails.Load(), c.Failures)
-			assert.Equal(t, ign.Load(), c.Ignored)
-			assert.Zero(t, c.Stale)
-			assert.Equal(t, Closed, b.State())
-		})
+	for name, cfg := range spreadConfigs {
+		t.Run(name, func(t *testing.T) { conservation(t, cfg, true) })
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -91,26 +92,10 @@ func TestSpreadWithCompany(t *testing.T) {
 			require.ErrorIs(t, b.Call(fail), errBoom)
 			require.Same(t, s, b.snap.Load(), "tallied on the spot: the snapshot stays")
 			require.Equal(t, saw, s.runS.Load(), "the failure's sighting")
-			company := func(step func()) (stop func()) {
-				done := make(chan struct{})
-				var wg sync.WaitGroup
-				wg.Go(func() {
-					for {
-						select {
-						case <-done:
-							return
-						default:
-							step()
-						}
-					}
-				})
-				return func() { close(done); wg.Wait() }
-			}
-
 			// Busy, but short of spreadAfter successes since the failure.
 			low := saw + spreadAfter - busy
 			s.successes.Store(low)
-			stop := company(func() {
+			stop := meanwhile(func() {
 				if s.successes.Add(1) >= saw+spreadAfter-1 {
 					s.successes.Store(low)
 				}
@@ -122,7 +107,7 @@ func TestSpreadWithCompany(t *testing.T) {
 			require.Nil(t, s.wide.Load(), "too few successes since the failure")
 
 			s.successes.Store(saw + spreadAfter)
-			stop = company(func() { s.successes.Add(busy) })
+			stop = meanwhile(func() { s.successes.Add(busy) })
 			for i := 0; i < 1_000_000 && s.wide.Load() == nil; i++ {
 				s.spreadSuccesses()
 			}
@@ -142,84 +127,101 @@ var spreadConfigs = map[string]Config{
 	"lean":        {FailureThreshold: 1 << 20},
 	"ordered":     {FailureRateThreshold: 0.99, WindowSize: 64, MinimumCalls: 64},
 	"should-trip": {ShouldTrip: func(Counts) bool { return false }},
+	"slow":        {FailureThreshold: 1 << 20, SlowCallThreshold: time.Hour, SlowCallRateThreshold: 1, MinimumCalls: 1},
 	"lean-rate":   {FailureRateThreshold: 0.99, WindowDuration: 1 << 40, WindowBuckets: 4, MinimumCalls: 10},
 }
 
-// Every success and failure counts exactly once, and every outcome that
-// returned before a Counts is in it, while tallies spread (by the helper,
-// and naturally) and failures seal spread snapshots at any moment.
+// meanwhile runs step over and over on a goroutine of its own until stop
+// is called.
+func meanwhile(step func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				step()
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// Every success, failure and ignored call counts exactly once, nothing is
+// stale, and no Counts misses an outcome returned before it, while tallies
+// spread at any moment and failures seal spread snapshots.
 func TestSpreadCountsEveryOutcomeOnce(t *testing.T) {
 	for name, cfg := range spreadConfigs {
-		t.Run(name, func(t *testing.T) {
-			b := newTestBreaker(t, cfg)
-			var succ, fails atomic.Uint64
-			done := make(chan struct{})
-			var aux sync.WaitGroup
-			aux.Go(func() {
-				for {
-					select {
-					case <-done:
-						return
-					default:
-						spread(b)
-						runtime.Gosched()
+		t.Run(name, func(t *testing.T) { conservation(t, cfg, false) })
+	}
+}
+
+// conservation runs 8 goroutines of calls, and of tickets held across
+// other calls, through a breaker whose tallies another goroutine keeps
+// spreading, and with seal, sealing with a ForceOpen that changes nothing.
+// No call may trip it.
+func conservation(t *testing.T, cfg Config, seal bool) {
+	b := newTestBreaker(t, cfg)
+	var succ, fails, ign atomic.Uint64
+	stop := meanwhile(func() {
+		spread(b)
+		if seal {
+			b.ForceOpen(time.Now().Add(-time.Second), "noop seal")
+		}
+		runtime.Gosched()
+	})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			var held []*Ticket
+			for range 5000 {
+				switch r := rng.IntN(100); {
+				case r < 3:
+					_ = b.Call(fail)
+					fails.Add(1)
+				case r < 30:
+					tk, err := b.Admit(context.Background())
+					if assert.NoError(t, err) {
+						held = append(held, tk)
 					}
+				case r < 50 && len(held) > 0:
+					i := rng.IntN(len(held))
+					tk := held[i]
+					held = append(held[:i], held[i+1:]...)
+					if rng.IntN(4) == 0 {
+						tk.ReportAs(Ignored, nil)
+						ign.Add(1)
+					} else {
+						tk.Report(nil)
+						succ.Add(1)
+					}
+					s, ig := succ.Load(), ign.Load()
+					if c := b.Counts(); c.Successes < s || c.Ignored < ig {
+						t.Errorf("Counts %d/%d behind outcomes returned before it %d/%d", c.Successes, c.Ignored, s, ig)
+						return
+					}
+				default:
+					_ = b.Call(succeed)
+					succ.Add(1)
 				}
-			})
-			aux.Go(func() {
-				for {
-					select {
-					case <-done:
-						return
-					default:
-					}
-					s, f := succ.Load(), fails.Load()
-					c := b.Counts()
-					if c.Successes < s || c.Failures < f {
-						t.Errorf("Counts %d/%d behind outcomes returned before it %d/%d", c.Successes, c.Failures, s, f)
-						return
-					}
-					runtime.Gosched() // Counts is often handled right here: leave the workers room at GOMAXPROCS=1
-				}
-			})
-			var wg sync.WaitGroup
-			for w := range 8 {
-				wg.Go(func() {
-					rng := rand.New(rand.NewPCG(uint64(w), 7))
-					for range 20000 {
-						switch r := rng.IntN(2000); {
-						case r == 0:
-							if !assert.ErrorIs(t, b.Call(fail), errBoom) {
-								return
-							}
-							fails.Add(1)
-						case r < 100:
-							tk, err := b.Admit(context.Background())
-							if !assert.NoError(t, err) {
-								return
-							}
-							runtime.Gosched()
-							tk.Report(nil)
-							succ.Add(1)
-						default:
-							if !assert.NoError(t, b.Call(succeed)) {
-								return
-							}
-							succ.Add(1)
-						}
-					}
-				})
 			}
-			wg.Wait()
-			close(done)
-			aux.Wait()
-			c := b.Counts()
-			assert.Equal(t, succ.Load(), c.Successes)
-			assert.Equal(t, fails.Load(), c.Failures)
-			assert.Zero(t, c.Stale)
-			assert.Equal(t, Closed, b.State())
+			for _, tk := range held {
+				tk.Report(nil)
+				succ.Add(1)
+			}
 		})
 	}
+	wg.Wait()
+	stop()
+	c := b.Counts()
+	assert.Equal(t, succ.Load(), c.Successes)
+	assert.Equal(t, fails.Load(), c.Failures)
+	assert.Equal(t, ign.Load(), c.Ignored)
+	assert.Zero(t, c.Stale)
+	assert.Equal(t, Closed, b.State())
 }
 
 // One goroutine's runs are exact whatever the spreading: a model of

@@ -64,24 +64,13 @@ func stress(t *testing.T, cfg Config, spreading bool) {
 		{Open, Closed}: true, // Reset
 	}
 
-	var wg sync.WaitGroup
-	done := make(chan struct{})
+	stop := func() {}
 	if spreading {
-		wg.Go(func() {
-			for {
-				select {
-				case <-done:
-					return
-				default:
-					spread(b)
-					runtime.Gosched()
-				}
-			}
-		})
+		stop = meanwhile(func() { spread(b); runtime.Gosched() })
 	}
-	var workersWG sync.WaitGroup
+	var wg sync.WaitGroup
 	for w := range workers {
-		workersWG.Go(func() {
+		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 1))
 			for range calls {
 				ctx, cancel := context.WithCancel(context.Background())
@@ -145,9 +134,8 @@ func stress(t *testing.T, cfg Config, spreading bool) {
 			}
 		})
 	}
-	workersWG.Wait()
-	close(done)
 	wg.Wait()
+	stop()
 	c := b.Counts()
 	require.NoError(t, b.Close())
 
