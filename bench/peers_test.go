@@ -31,26 +31,36 @@ type subject struct {
 	name string
 	// closed: a closed breaker that stays closed (consecutive-failure
 	// threshold 1000, far above what 10% failures can reach).
-	closed func(b *testing.B) func(work func() error) error
+	closed func(b *testing.B) func(*work) error
 	// open: a breaker tripped before timing, open for an hour.
-	open func(b *testing.B) func(work func() error) error
+	open func(b *testing.B) func(*work) error
 	// halfOpen: a breaker in half-open whose one probe slot is held by a
 	// call that does not finish while timing. nil when the library has no
 	// half-open limit.
-	halfOpen func(b *testing.B) func(work func() error) error
+	halfOpen func(b *testing.B) func(*work) error
 	// rate: a closed breaker under a failure-rate policy, 50% of the last
 	// 100 calls once there are 100, which 10% failures never reach. nil
 	// when the library has no rate policy.
-	rate func(b *testing.B) func(work func() error) error
+	rate func(b *testing.B) func(*work) error
 }
 
 var (
 	errWork = errors.New("upstream failed")
 	errOpen = errors.New("open")
-	ok      = func() error { return nil }
-	bad     = func() error { return errWork }
+	ok      = &work{run: func() error { return nil }, value: func(context.Context) (int, error) { return 1, nil }}
+	bad     = &work{run: func() error { return errWork }, value: func(context.Context) (int, error) { return 1, errWork }}
 	hour    = time.Hour
 )
+
+// work is what a benchmark runs through each breaker, in the two shapes
+// the libraries take. Both are made once: an entry point that hands its
+// function to a goroutine (Async, Go) would otherwise count the closure
+// a call wraps the work in, the caller's allocation rather than the
+// library's.
+type work struct {
+	run   func() error
+	value func(context.Context) (int, error)
+}
 
 const (
 	threshold = 1000
@@ -58,7 +68,7 @@ const (
 )
 
 // ours builds subjects for this project's entry points.
-func ours(name string, call func(*engine.Breaker) func(func() error) error) subject {
+func ours(name string, call func(*engine.Breaker) func(*work) error) subject {
 	newB := func(b *testing.B, cfg engine.Config) *engine.Breaker {
 		br, err := engine.NewBreaker("bench", cfg)
 		if err != nil {
@@ -69,15 +79,15 @@ func ours(name string, call func(*engine.Breaker) func(func() error) error) subj
 	}
 	return subject{
 		name: "circuitbreaker-" + name,
-		closed: func(b *testing.B) func(func() error) error {
+		closed: func(b *testing.B) func(*work) error {
 			return call(newB(b, engine.Config{FailureThreshold: threshold}))
 		},
-		open: func(b *testing.B) func(func() error) error {
+		open: func(b *testing.B) func(*work) error {
 			br := newB(b, engine.Config{RecoveryTimeout: hour})
 			br.Trip()
 			return call(br)
 		},
-		halfOpen: func(b *testing.B) func(func() error) error {
+		halfOpen: func(b *testing.B) func(*work) error {
 			mock := clock.NewMock()
 			br := newB(b, engine.Config{RecoveryTimeout: time.Second, ProbeLease: hour, Clock: mock})
 			br.Trip()
@@ -87,7 +97,7 @@ func ours(name string, call func(*engine.Breaker) func(func() error) error) subj
 			}
 			return call(br)
 		},
-		rate: func(b *testing.B) func(func() error) error {
+		rate: func(b *testing.B) func(*work) error {
 			return call(newB(b, engine.Config{FailureRateThreshold: 0.5, WindowSize: rateCalls, MinimumCalls: rateCalls}))
 		},
 	}
@@ -103,57 +113,57 @@ var gobreakerRate = gobreaker.Settings{ReadyToTrip: func(c gobreaker.Counts) boo
 var subjects = []subject{
 	{
 		name:   "baseline-direct",
-		closed: func(*testing.B) func(func() error) error { return func(w func() error) error { return w() } },
-		open:   func(*testing.B) func(func() error) error { return func(func() error) error { return errOpen } },
+		closed: func(*testing.B) func(*work) error { return func(w *work) error { return w.run() } },
+		open:   func(*testing.B) func(*work) error { return func(*work) error { return errOpen } },
 	},
 	{
 		// The physical floor: an atomic load to admit, an atomic add to count.
 		name: "baseline-atomic",
-		closed: func(*testing.B) func(func() error) error {
+		closed: func(*testing.B) func(*work) error {
 			return atomicBaseline(false)
 		},
-		open: func(*testing.B) func(func() error) error {
+		open: func(*testing.B) func(*work) error {
 			return atomicBaseline(true)
 		},
 	},
-	ours("Call", func(br *engine.Breaker) func(func() error) error { return br.Call }),
-	ours("Do", func(br *engine.Breaker) func(func() error) error {
+	ours("Call", func(br *engine.Breaker) func(*work) error { return func(w *work) error { return br.Call(w.run) } }),
+	ours("Do", func(br *engine.Breaker) func(*work) error {
 		ctx := context.Background()
-		return func(w func() error) error { return br.Do(ctx, func(context.Context) error { return w() }) }
+		return func(w *work) error { return br.Do(ctx, func(context.Context) error { return w.run() }) }
 	}),
-	ours("Execute", func(br *engine.Breaker) func(func() error) error {
+	ours("Execute", func(br *engine.Breaker) func(*work) error {
 		ctx := context.Background()
-		return func(w func() error) error {
-			_, err := engine.Execute(ctx, br, func(context.Context) (int, error) { return 1, w() })
+		return func(w *work) error {
+			_, err := engine.Execute(ctx, br, w.value)
 			return err
 		}
 	}),
-	ours("AdmitReport", func(br *engine.Breaker) func(func() error) error {
+	ours("AdmitReport", func(br *engine.Breaker) func(*work) error {
 		ctx := context.Background()
-		return func(w func() error) error {
+		return func(w *work) error {
 			t, err := br.Admit(ctx)
 			if err != nil {
 				return err
 			}
-			err = w()
+			err = w.run()
 			t.Report(err)
 			return err
 		}
 	}),
-	ours("Async", func(br *engine.Breaker) func(func() error) error {
+	ours("Async", func(br *engine.Breaker) func(*work) error {
 		ctx := context.Background()
-		return func(w func() error) error {
-			r := <-engine.Async(ctx, br, func(context.Context) (int, error) { return 1, w() })
+		return func(w *work) error {
+			r := <-engine.Async(ctx, br, w.value)
 			return r.Err
 		}
 	}),
-	ours("Go", func(br *engine.Breaker) func(func() error) error {
+	ours("Go", func(br *engine.Breaker) func(*work) error {
 		ctx := context.Background()
 		// One results channel for every caller, as a fan-out would have;
 		// with room for each goroutine of the parallel runs, no send waits.
 		results := make(chan engine.Result[int], 64)
-		return func(w func() error) error {
-			if err := engine.Go(ctx, br, results, func(context.Context) (int, error) { return 1, w() }); err != nil {
+		return func(w *work) error {
+			if err := engine.Go(ctx, br, results, w.value); err != nil {
 				return err
 			}
 			return (<-results).Err
@@ -161,37 +171,37 @@ var subjects = []subject{
 	}),
 	{
 		name: "gobreaker-Execute",
-		closed: func(*testing.B) func(func() error) error {
+		closed: func(*testing.B) func(*work) error {
 			return gobreakerExecute(gobreaker.NewCircuitBreaker[int](gobreaker.Settings{
 				ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= threshold },
 			}))
 		},
-		open: func(*testing.B) func(func() error) error {
+		open: func(*testing.B) func(*work) error {
 			cb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{Timeout: hour})
 			for range 6 { // the default ReadyToTrip opens after more than 5
 				_, _ = cb.Execute(func() (int, error) { return 0, errWork })
 			}
 			return gobreakerExecute(cb)
 		},
-		halfOpen: func(b *testing.B) func(func() error) error {
+		halfOpen: func(b *testing.B) func(*work) error {
 			cb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{Timeout: time.Millisecond, ReadyToTrip: func(gobreaker.Counts) bool { return true }})
 			_, _ = cb.Execute(func() (int, error) { return 0, errWork })
 			time.Sleep(2 * time.Millisecond) // setup only: gobreaker has no clock to drive
 			hold(b, func(wait func() error) { _, _ = cb.Execute(func() (int, error) { return 0, wait() }) })
 			return gobreakerExecute(cb)
 		},
-		rate: func(*testing.B) func(func() error) error {
+		rate: func(*testing.B) func(*work) error {
 			return gobreakerExecute(gobreaker.NewCircuitBreaker[int](gobreakerRate))
 		},
 	},
 	{
 		name: "gobreaker-TwoStep",
-		closed: func(*testing.B) func(func() error) error {
+		closed: func(*testing.B) func(*work) error {
 			return gobreakerTwoStep(gobreaker.NewTwoStepCircuitBreaker[int](gobreaker.Settings{
 				ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= threshold },
 			}))
 		},
-		open: func(*testing.B) func(func() error) error {
+		open: func(*testing.B) func(*work) error {
 			cb := gobreaker.NewTwoStepCircuitBreaker[int](gobreaker.Settings{Timeout: hour})
 			for range 6 {
 				done, _ := cb.Allow()
@@ -199,7 +209,7 @@ var subjects = []subject{
 			}
 			return gobreakerTwoStep(cb)
 		},
-		halfOpen: func(b *testing.B) func(func() error) error {
+		halfOpen: func(b *testing.B) func(*work) error {
 			cb := gobreaker.NewTwoStepCircuitBreaker[int](gobreaker.Settings{Timeout: time.Millisecond, ReadyToTrip: func(gobreaker.Counts) bool { return true }})
 			done, _ := cb.Allow()
 			done(errWork)
@@ -209,42 +219,42 @@ var subjects = []subject{
 			}
 			return gobreakerTwoStep(cb)
 		},
-		rate: func(*testing.B) func(func() error) error {
+		rate: func(*testing.B) func(*work) error {
 			return gobreakerTwoStep(gobreaker.NewTwoStepCircuitBreaker[int](gobreakerRate))
 		},
 	},
 	{
 		name: "failsafe-Run",
-		closed: func(*testing.B) func(func() error) error {
+		closed: func(*testing.B) func(*work) error {
 			return failsafeRun(circuitbreaker.NewBuilder[any]().WithFailureThreshold(threshold).Build())
 		},
-		open: func(*testing.B) func(func() error) error {
+		open: func(*testing.B) func(*work) error {
 			cb := circuitbreaker.NewBuilder[any]().WithDelay(hour).Build()
 			cb.Open()
 			return failsafeRun(cb)
 		},
-		halfOpen: func(b *testing.B) func(func() error) error {
+		halfOpen: func(b *testing.B) func(*work) error {
 			cb := failsafeHalfOpen(b)
 			return failsafeRun(cb)
 		},
-		rate: func(*testing.B) func(func() error) error {
+		rate: func(*testing.B) func(*work) error {
 			return failsafeRun(circuitbreaker.NewBuilder[any]().WithFailureThresholdRatio(rateCalls/2, rateCalls).Build())
 		},
 	},
 	{
 		name: "failsafe-Permit",
-		closed: func(*testing.B) func(func() error) error {
+		closed: func(*testing.B) func(*work) error {
 			return failsafePermit(circuitbreaker.NewBuilder[any]().WithFailureThreshold(threshold).Build())
 		},
-		open: func(*testing.B) func(func() error) error {
+		open: func(*testing.B) func(*work) error {
 			cb := circuitbreaker.NewBuilder[any]().WithDelay(hour).Build()
 			cb.Open()
 			return failsafePermit(cb)
 		},
-		halfOpen: func(b *testing.B) func(func() error) error {
+		halfOpen: func(b *testing.B) func(*work) error {
 			return failsafePermit(failsafeHalfOpen(b))
 		},
-		rate: func(*testing.B) func(func() error) error {
+		rate: func(*testing.B) func(*work) error {
 			return failsafePermit(circuitbreaker.NewBuilder[any]().WithFailureThresholdRatio(rateCalls/2, rateCalls).Build())
 		},
 	},
@@ -253,12 +263,12 @@ var subjects = []subject{
 		// and has no half-open limit (every call in half-open runs), so
 		// it has no half-open subject.
 		name: "eapache",
-		closed: func(*testing.B) func(func() error) error {
+		closed: func(*testing.B) func(*work) error {
 			return eapacheRun(breaker.New(1<<30, 1, hour))
 		},
-		open: func(*testing.B) func(func() error) error {
+		open: func(*testing.B) func(*work) error {
 			br := breaker.New(1, 1, hour)
-			_ = br.Run(bad)
+			_ = br.Run(bad.run)
 			return eapacheRun(br)
 		},
 	},
@@ -268,22 +278,22 @@ var subjects = []subject{
 		// every call on goroutines of its own. Its rate is over a rolling
 		// 10 s, not the last 100 calls.
 		name: "hystrix",
-		closed: func(*testing.B) func(func() error) error {
+		closed: func(*testing.B) func(*work) error {
 			return hystrixDo(hystrixCommand(hystrix.CommandConfig{Timeout: 60_000, MaxConcurrentRequests: 1 << 20, ErrorPercentThreshold: 100, RequestVolumeThreshold: threshold}))
 		},
-		open: func(b *testing.B) func(func() error) error {
+		open: func(b *testing.B) func(*work) error {
 			name := hystrixCommand(hystrix.CommandConfig{Timeout: 60_000, MaxConcurrentRequests: 1 << 20, ErrorPercentThreshold: 1, RequestVolumeThreshold: 1, SleepWindow: int(hour / time.Millisecond)})
 			hystrixTrip(b, name)
 			return hystrixDo(name)
 		},
-		halfOpen: func(b *testing.B) func(func() error) error {
+		halfOpen: func(b *testing.B) func(*work) error {
 			name := hystrixCommand(hystrix.CommandConfig{Timeout: 60_000, MaxConcurrentRequests: 1 << 20, ErrorPercentThreshold: 1, RequestVolumeThreshold: 1, SleepWindow: 1})
 			hystrixTrip(b, name)
 			time.Sleep(2 * time.Millisecond)
 			hold(b, func(wait func() error) { _ = hystrix.Do(name, wait, nil) })
 			return hystrixDo(name)
 		},
-		rate: func(*testing.B) func(func() error) error {
+		rate: func(*testing.B) func(*work) error {
 			return hystrixDo(hystrixCommand(hystrix.CommandConfig{Timeout: 60_000, MaxConcurrentRequests: 1 << 20, ErrorPercentThreshold: 50, RequestVolumeThreshold: rateCalls}))
 		},
 	},
@@ -291,37 +301,37 @@ var subjects = []subject{
 		// rubyist's half-open admits one call per backoff interval; its
 		// rate is over a rolling 10 s, not the last 100 calls.
 		name: "rubyist",
-		closed: func(*testing.B) func(func() error) error {
+		closed: func(*testing.B) func(*work) error {
 			return rubyistCall(rubyist.NewConsecutiveBreaker(threshold))
 		},
-		open: func(*testing.B) func(func() error) error {
+		open: func(*testing.B) func(*work) error {
 			cb := rubyist.NewBreakerWithOptions(&rubyist.Options{BackOff: backoff.NewConstantBackOff(hour)})
 			cb.Trip()
 			return rubyistCall(cb)
 		},
-		halfOpen: func(b *testing.B) func(func() error) error {
+		halfOpen: func(b *testing.B) func(*work) error {
 			cb := rubyist.NewBreakerWithOptions(&rubyist.Options{BackOff: backoff.NewConstantBackOff(time.Millisecond)})
 			cb.Trip()
 			time.Sleep(2 * time.Millisecond)
 			hold(b, func(wait func() error) { _ = cb.Call(wait, 0) })
 			return rubyistCall(cb)
 		},
-		rate: func(*testing.B) func(func() error) error {
+		rate: func(*testing.B) func(*work) error {
 			return rubyistCall(rubyist.NewRateBreaker(0.5, rateCalls))
 		},
 	},
 }
 
-func atomicBaseline(open bool) func(func() error) error {
+func atomicBaseline(open bool) func(*work) error {
 	var state, successes, failures atomic.Int64
 	if open {
 		state.Store(1)
 	}
-	return func(w func() error) error {
+	return func(w *work) error {
 		if state.Load() != 0 {
 			return errOpen
 		}
-		err := w()
+		err := w.run()
 		if err != nil {
 			failures.Add(1)
 		} else {
@@ -331,36 +341,36 @@ func atomicBaseline(open bool) func(func() error) error {
 	}
 }
 
-func gobreakerExecute(cb *gobreaker.CircuitBreaker[int]) func(func() error) error {
-	return func(w func() error) error {
-		_, err := cb.Execute(func() (int, error) { return 1, w() })
+func gobreakerExecute(cb *gobreaker.CircuitBreaker[int]) func(*work) error {
+	return func(w *work) error {
+		_, err := cb.Execute(func() (int, error) { return 1, w.run() })
 		return err
 	}
 }
 
-func gobreakerTwoStep(cb *gobreaker.TwoStepCircuitBreaker[int]) func(func() error) error {
-	return func(w func() error) error {
+func gobreakerTwoStep(cb *gobreaker.TwoStepCircuitBreaker[int]) func(*work) error {
+	return func(w *work) error {
 		done, err := cb.Allow()
 		if err != nil {
 			return err
 		}
-		err = w()
+		err = w.run()
 		done(err)
 		return err
 	}
 }
 
-func failsafeRun(cb circuitbreaker.CircuitBreaker[any]) func(func() error) error {
+func failsafeRun(cb circuitbreaker.CircuitBreaker[any]) func(*work) error {
 	ex := failsafe.With[any](cb)
-	return func(w func() error) error { return ex.Run(w) }
+	return func(w *work) error { return ex.Run(w.run) }
 }
 
-func failsafePermit(cb circuitbreaker.CircuitBreaker[any]) func(func() error) error {
-	return func(w func() error) error {
+func failsafePermit(cb circuitbreaker.CircuitBreaker[any]) func(*work) error {
+	return func(w *work) error {
 		if !cb.TryAcquirePermit() {
 			return circuitbreaker.ErrOpen
 		}
-		err := w()
+		err := w.run()
 		if err != nil {
 			cb.RecordError(err)
 		} else {
@@ -380,8 +390,8 @@ func failsafeHalfOpen(b *testing.B) circuitbreaker.CircuitBreaker[any] {
 	return cb
 }
 
-func eapacheRun(br *breaker.Breaker) func(func() error) error {
-	return func(w func() error) error { return br.Run(w) }
+func eapacheRun(br *breaker.Breaker) func(*work) error {
+	return func(w *work) error { return br.Run(w.run) }
 }
 
 var hystrixSeq atomic.Int64
@@ -392,8 +402,8 @@ func hystrixCommand(cfg hystrix.CommandConfig) string {
 	return name
 }
 
-func hystrixDo(name string) func(func() error) error {
-	return func(w func() error) error { return hystrix.Do(name, w, nil) }
+func hystrixDo(name string) func(*work) error {
+	return func(w *work) error { return hystrix.Do(name, w.run, nil) }
 }
 
 // hystrixTrip fails calls until the circuit reports open; hystrix-go
@@ -404,13 +414,13 @@ func hystrixTrip(b *testing.B, name string) {
 		if i == 10_000 {
 			b.Fatal("hystrix: circuit did not open")
 		}
-		_ = hystrix.Do(name, bad, nil)
+		_ = hystrix.Do(name, bad.run, nil)
 		time.Sleep(time.Millisecond) // setup only: wait for hystrix's metrics goroutine
 	}
 }
 
-func rubyistCall(cb *rubyist.Breaker) func(func() error) error {
-	return func(w func() error) error { return cb.Call(w, 0) }
+func rubyistCall(cb *rubyist.Breaker) func(*work) error {
+	return func(w *work) error { return cb.Call(w.run, 0) }
 }
 
 // hold starts a call through the breaker that does not finish until the
@@ -423,7 +433,7 @@ func hold(b *testing.B, call func(wait func() error)) {
 }
 
 // run times fn for each subject that has a setup for this scenario.
-func run(b *testing.B, setup func(subject) func(*testing.B) func(func() error) error, fn func(b *testing.B, call func(func() error) error)) {
+func run(b *testing.B, setup func(subject) func(*testing.B) func(*work) error, fn func(b *testing.B, call func(*work) error)) {
 	for _, s := range subjects {
 		mk := setup(s)
 		if mk == nil {
@@ -438,28 +448,28 @@ func run(b *testing.B, setup func(subject) func(*testing.B) func(func() error) e
 	}
 }
 
-func closed(s subject) func(*testing.B) func(func() error) error   { return s.closed }
-func open(s subject) func(*testing.B) func(func() error) error     { return s.open }
-func halfOpen(s subject) func(*testing.B) func(func() error) error { return s.halfOpen }
-func rate(s subject) func(*testing.B) func(func() error) error     { return s.rate }
+func closed(s subject) func(*testing.B) func(*work) error   { return s.closed }
+func open(s subject) func(*testing.B) func(*work) error     { return s.open }
+func halfOpen(s subject) func(*testing.B) func(*work) error { return s.halfOpen }
+func rate(s subject) func(*testing.B) func(*work) error     { return s.rate }
 
-func serial(work func() error) func(*testing.B, func(func() error) error) {
-	return func(b *testing.B, call func(func() error) error) {
+func serial(w *work) func(*testing.B, func(*work) error) {
+	return func(b *testing.B, call func(*work) error) {
 		for b.Loop() {
-			_ = call(work)
+			_ = call(w)
 		}
 	}
 }
 
 // parallel runs calls from p goroutines per core; every tenth call of
 // each goroutine fails when failEvery10 is set.
-func parallel(p int, work func() error, failEvery10 bool) func(*testing.B, func(func() error) error) {
-	return func(b *testing.B, call func(func() error) error) {
+func parallel(p int, steady *work, failEvery10 bool) func(*testing.B, func(*work) error) {
+	return func(b *testing.B, call func(*work) error) {
 		b.SetParallelism(p)
 		b.RunParallel(func(pb *testing.PB) {
 			i := 0
 			for pb.Next() {
-				w := work
+				w := steady
 				if failEvery10 {
 					if i++; i == 10 {
 						i, w = 0, bad

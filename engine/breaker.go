@@ -443,7 +443,8 @@ type Result[T any] struct {
 // the goroutine running fn never blocks on it and never leaks. A rejected
 // call or a ctx already done delivers at once, without starting a
 // goroutine. A panic in fn is recorded as a failure and delivered as a
-// [*PanicError] instead of crashing the program.
+// [*PanicError] instead of crashing the program. The channel is its only
+// allocation; [Go] gathers many calls on a channel of the caller's.
 func Async[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) <-chan Result[T] {
 	ch := make(chan Result[T], 1)
 	if err := Go(ctx, b, ch, fn); err != nil {
@@ -454,8 +455,9 @@ func Async[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, 
 
 // Go is [Async] for callers that gather many calls on one channel (fan-out,
 // hedged requests) and so need no channel per call: it starts fn under the
-// breaker on a new goroutine, which sends fn's Result to results. Its only
-// allocation is that goroutine.
+// breaker on a new goroutine, which sends fn's Result to results. It
+// allocates nothing of its own once warm (a function that captures
+// variables is the caller's allocation, as it escapes to the goroutine).
 //
 // If the call is not admitted, Go returns why, as [Breaker.Do] would, and
 // starts nothing; so it does, with an error, if results is nil. Otherwise it returns nil, and once fn returns its one
@@ -472,39 +474,74 @@ func Go[T any](ctx context.Context, b *Breaker, results chan<- Result[T], fn fun
 	if err := b.admit(ctx, &admitted); err != nil {
 		return err
 	}
-	c := admitted // captured by value: the goroutine's only allocation holds it
-	go func() {
-		c := c // addressable, on the goroutine's stack
-		var r Result[T]
-		finished := false
-		defer func() {
-			p := recover()
-			if !finished {
-				c.finish(Failure, errPanicked)
-			}
-			switch {
-			case p != nil:
-				r = Result[T]{Err: &PanicError{Value: p, Stack: debug.Stack()}}
-			case !finished: // fn called runtime.Goexit
-				r = Result[T]{Err: &PanicError{Value: "runtime.Goexit called"}}
-			}
+	l := launches.Get().(*launch)
+	l.run, l.ctx, l.c, l.fn, l.results = runs[T]{}, ctx, admitted, fn, results
+	go l.start()
+	return nil
+}
+
+// A launch hands one call of [Go] to the goroutine that runs it. A go
+// statement allocates a closure for whatever its goroutine is given,
+// unless it calls a func() value as it is: so each launch keeps start, a
+// func() bound to it once, and launches are pooled. The goroutine copies
+// what it needs and puts its launch back before it runs fn; a launch in
+// the pool holds nothing, so no context or channel outlives its call
+// there.
+type launch struct {
+	start   func() // l.run.run(l), made with l
+	run     runner // runs[T]: a zero-size value, so no allocation; a func value of runGo[T] would be one
+	ctx     context.Context
+	c       call
+	fn      any // func(context.Context) (T, error): pointer-shaped, so storing it allocates nothing
+	results any // chan<- Result[T], likewise
+}
+
+type runner interface{ run(*launch) }
+
+var launches = sync.Pool{New: func() any {
+	l := new(launch)
+	l.start = func() { l.run.run(l) }
+	return l
+}}
+
+// runs is the runner for calls whose value is a T.
+type runs[T any] struct{}
+
+func (runs[T]) run(l *launch) {
+	ctx, c := l.ctx, l.c // c on the goroutine's stack: finish needs it addressable
+	fn := l.fn.(func(context.Context) (T, error))
+	results := l.results.(chan<- Result[T])
+	*l = launch{start: l.start}
+	launches.Put(l)
+	b := c.b
+	var r Result[T]
+	finished := false
+	defer func() {
+		p := recover()
+		if !finished {
+			c.finish(Failure, errPanicked)
+		}
+		switch {
+		case p != nil:
+			r = Result[T]{Err: &PanicError{Value: p, Stack: debug.Stack()}}
+		case !finished: // fn called runtime.Goexit
+			r = Result[T]{Err: &PanicError{Value: "runtime.Goexit called"}}
+		}
+		select {
+		case results <- r: // room: send even if ctx is done
+		default:
 			select {
-			case results <- r: // room: send even if ctx is done
-			default:
-				select {
-				case results <- r:
-				case <-ctx.Done():
-				}
+			case results <- r:
+			case <-ctx.Done():
 			}
-		}()
-		r.Value, r.Err = fn(ctx)
-		o := b.classify(r.Err) // a Classify that panics is a failure too
-		finished = true
-		if !c.tallied(o) {
-			c.finish(o, r.Err)
 		}
 	}()
-	return nil
+	r.Value, r.Err = fn(ctx)
+	o := b.classify(r.Err) // a Classify that panics is a failure too
+	finished = true
+	if !c.tallied(o) {
+		c.finish(o, r.Err)
+	}
 }
 
 var errNilResults = errors.New("engine: Go needs a results channel, got nil")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -413,6 +414,62 @@ func TestGoSendsWhenThereIsRoomEvenIfCtxIsDone(t *testing.T) {
 		return 0, ctx.Err()
 	}))
 	assert.ErrorIs(t, (<-results).Err, context.Canceled)
+}
+
+// Go's goroutines take their calls from pooled launches: a launch one
+// call used, for another type or in another bubble, must hand the next call
+// only what is its own.
+func TestGoLaunchesCarryOnlyTheirOwnCall(t *testing.T) {
+	type pair struct{ a, b int }
+	round := func(t *testing.T, b *Breaker, n int) {
+		ints := make(chan Result[int], n)
+		strs := make(chan Result[string], n)
+		pairs := make(chan Result[pair], n)
+		for i := range n {
+			require.NoError(t, Go(t.Context(), b, ints, func(context.Context) (int, error) { return i, nil }))
+			require.NoError(t, Go(t.Context(), b, strs, func(context.Context) (string, error) { return strconv.Itoa(i), errBoom }))
+			require.NoError(t, Go(t.Context(), b, pairs, func(context.Context) (pair, error) { return pair{i, -i}, nil }))
+		}
+		var gotInts, gotStrs []int
+		for range n {
+			r := <-ints
+			require.NoError(t, r.Err)
+			gotInts = append(gotInts, r.Value)
+			s := <-strs
+			require.ErrorIs(t, s.Err, errBoom)
+			v, err := strconv.Atoi(s.Value)
+			require.NoError(t, err)
+			gotStrs = append(gotStrs, v)
+			p := <-pairs
+			require.NoError(t, p.Err)
+			require.Equal(t, -p.Value.a, p.Value.b)
+		}
+		want := make([]int, n)
+		for i := range want {
+			want[i] = i
+		}
+		assert.ElementsMatch(t, want, gotInts)
+		assert.ElementsMatch(t, want, gotStrs)
+	}
+	for i := range 3 { // each bubble takes launches the one before put back
+		t.Run(fmt.Sprint("bubble ", i), func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				b := newTestBreaker(t, Config{FailureThreshold: 1000})
+				round(t, b, 50)
+				synctest.Wait()
+				assert.Equal(t, uint64(150), b.Counts().Requests)
+			})
+		})
+	}
+	t.Run("concurrent", func(t *testing.T) {
+		b := newTestBreaker(t, Config{FailureThreshold: 1_000_000})
+		for i := range 4 {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				round(t, b, 200)
+			})
+		}
+	})
 }
 
 func TestGoWaitsForRoomUntilCtxIsDone(t *testing.T) {
