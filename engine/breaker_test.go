@@ -472,6 +472,38 @@ func TestGoLaunchesCarryOnlyTheirOwnCall(t *testing.T) {
 	})
 }
 
+// A launch back in the pool holds nothing of its call: no context, function
+// or channel made in one bubble may reach the next.
+func TestGoLaunchesGoBackEmpty(t *testing.T) {
+	for range 3 {
+		bubble(t, func(t *testing.T) {
+			b := newTestBreaker(t, Config{FailureThreshold: 1000})
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			buffered := make(chan Result[string], 30)
+			unread := make(chan Result[string]) // nobody reads: each send ends with ctx
+			for i := range 10 {
+				require.NoError(t, Go(ctx, b, buffered, func(context.Context) (string, error) { return strconv.Itoa(i), nil }))
+				require.NoError(t, Go(ctx, b, buffered, func(context.Context) (string, error) { panic(errBoom) }))
+				require.NoError(t, Go(ctx, b, buffered, func(context.Context) (string, error) {
+					runtime.Goexit()
+					return "", nil
+				}))
+				require.NoError(t, Go(ctx, b, unread, func(context.Context) (string, error) { return "dropped", nil }))
+			}
+			time.Sleep(2 * time.Second) // in the bubble: ctx expires and the waiting sends give up
+			synctest.Wait()
+			assert.Len(t, buffered, 30)
+		})
+		for range 200 {
+			l := *launches.Get().(*launch)
+			require.NotNil(t, l.start)
+			l.start = nil // funcs do not compare
+			require.Zero(t, l, "a pooled launch holds only its start")
+		}
+	}
+}
+
 func TestGoWaitsForRoomUntilCtxIsDone(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		b := newTestBreaker(t, Config{})
