@@ -488,7 +488,7 @@ func Go[T any](ctx context.Context, b *Breaker, results chan<- Result[T], fn fun
 // the pool holds nothing, so no context or channel outlives its call
 // there.
 type launch struct {
-	start   func() // l.run.run(l), made with l
+	start   func() // l.begin, made with l
 	run     runner // runs[T]: a zero-size value, so no allocation; a func value of runGo[T] would be one
 	ctx     context.Context
 	c       call
@@ -500,9 +500,12 @@ type runner interface{ run(*launch) }
 
 var launches = sync.Pool{New: func() any {
 	l := new(launch)
-	l.start = func() { l.run.run(l) }
+	l.start = l.begin
 	return l
 }}
+
+// begin is where the goroutine of a call of Go starts.
+func (l *launch) begin() { l.run.run(l) }
 
 // runs is the runner for calls whose value is a T.
 type runs[T any] struct{}
