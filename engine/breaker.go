@@ -196,12 +196,14 @@ type msg struct {
 	kind    msgKind
 	outcome Outcome
 	wait    bool   // the sender waits on reply; otherwise the handler recycles the message
+	here    bool   // the sender handles it itself, the breaker being idle: the reply goes in answer
 	permit  Permit // for mWake and mUnsubscribe, Gen carries the timer or subscriber id
 	err     error
 	hint    time.Duration // err's Retry-After hint, read once by the sender of a failure
 	elapsed time.Duration
 	ctx     context.Context // mSubscribe only
 	reply   chan reply      // made on first use, kept across recycling
+	answer  reply           // when here: a send and a receive on reply would cost more than the rest of a Counts
 }
 
 // newMsg returns a message of the given kind from the breaker's pool.
@@ -1025,17 +1027,19 @@ const retiredStripe = uint64(1) << 63
 // empty.
 func (b *Breaker) ask(ctx context.Context, m *msg) (reply, error) {
 	m.wait = true
-	if m.reply == nil {
-		m.reply = make(chan reply, 1)
-	}
 	if err := ctx.Err(); err != nil {
 		b.recycle(m) // as Send would have, had it picked ctx
 		return reply{}, err
 	}
+	m.here = true
 	if b.act.TryHandle(m) { // the breaker was idle: this goroutine handled m
-		r := <-m.reply
+		r := m.answer
 		b.recycle(m)
 		return r, nil
+	}
+	m.here = false
+	if m.reply == nil {
+		m.reply = make(chan reply, 1)
 	}
 	if err := b.act.Send(ctx, m); err != nil {
 		b.recycle(m)
@@ -1208,6 +1212,10 @@ func (b *Breaker) handle(m *msg) {
 		}
 	}
 	b.publish(now)
+	if m.here {
+		m.answer = r
+		return
+	}
 	if m.wait {
 		actor.Reply(m.reply, r) // the sender owns m again from here
 		return
