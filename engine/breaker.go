@@ -195,7 +195,7 @@ const (
 type msg struct {
 	kind    msgKind
 	outcome Outcome
-	wait    bool   // the sender waits on reply; otherwise the handler recycles the message
+	wait    bool   // the sender waits for the reply; otherwise the handler recycles the message
 	here    bool   // the sender handles it itself, the breaker being idle: the reply goes in answer
 	permit  Permit // for mWake and mUnsubscribe, Gen carries the timer or subscriber id
 	err     error
