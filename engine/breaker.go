@@ -491,7 +491,7 @@ func Go[T any](ctx context.Context, b *Breaker, results chan<- Result[T], fn fun
 // there.
 type launch struct {
 	start   func() // l.begin, made with l
-	run     runner // runs[T]: a zero-size value, so no allocation; a func value of runGo[T] would be one
+	run     runner // runs[T]: a zero-size value, so no allocation; a generic function's value would be one
 	ctx     context.Context
 	c       call
 	fn      any // func(context.Context) (T, error): pointer-shaped, so storing it allocates nothing
