@@ -68,6 +68,11 @@ type extras struct {
 	timerAt int64 // the armed timer's deadline, in Unix nanoseconds; 0 if none
 	wakeID  uint64
 	pending []uint64 // an ordered breaker's failures read but not applied (see foldOrdered)
+	// How many records an ordered breaker's next snapshot gets, 0 for
+	// minRecords, and when the current ones were made, in Unix
+	// nanoseconds (see Breaker.sizeRecords).
+	recSize int
+	recsAt  int64
 }
 
 // extras returns b's extras, made on first use.
@@ -746,8 +751,18 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 			s = nil
 		}
 	}
-	if o == Failure && p.Probe == 0 && hint <= 0 && s != nil && s.gen == p.Gen && b.quickFailure(s, elapsed) && b.tallyFailure(s) {
-		return
+	if o == Failure && p.Probe == 0 && hint <= 0 && s != nil && s.gen == p.Gen {
+		if b.quickFailure(s, elapsed) && b.tallyFailure(s) {
+			return
+		}
+		// Its tally was retired but the generation goes on, and the owner
+		// has published since: the failure goes on the current snapshot,
+		// as a quiet outcome does below. Sealing a tally whose records are
+		// half taken (see Breaker.renew) retires it under every call in
+		// flight, and a storm of failures has many.
+		if cur := b.snap.Load(); cur != s && cur.gen == p.Gen && !cur.stop && cur.within(now.UnixNano()) && b.quickFailure(cur, elapsed) && b.tallyFailure(cur) {
+			return
+		}
 	}
 	// A success can trip a rate policy (it may be the call that fills the
 	// window up to MinimumCalls, and old buckets leaving a time-based
@@ -836,11 +851,54 @@ func (b *Breaker) tallyFailure(s *snapshot) bool {
 // records hold an ordered breaker's failures tally: each failure takes the
 // first free record, writing in it how many successes the successes tally
 // held when it did (plus one, so that a record taken is never zero).
-type records [64]atomic.Uint64
+type records []atomic.Uint64
+
+const (
+	// minRecords and maxRecords bound how many records a snapshot has:
+	// 512 bytes to start with, and up to 8 KiB for a breaker in a storm
+	// of failures (see Breaker.sizeRecords).
+	minRecords = 64
+	maxRecords = 1024
+	// slowWear is how long half of a snapshot's records must have lasted
+	// for the next snapshot to get half as many.
+	slowWear = int64(10 * time.Millisecond)
+)
 
 // closedRecord marks the first free record of a retired tally: no failure
 // can be taken after it.
 const closedRecord = math.MaxUint64
+
+// renew asks the owner, without waiting, to seal a tally whose records
+// are half taken, so that it publishes a snapshot with fresh ones before
+// they run out: every failure that finds them all taken waits for the
+// owner, and under a storm many find them so before it comes round. A
+// full mailbox needs no more: the owner settles before each message.
+func (b *Breaker) renew() {
+	if m := b.newMsg(mSync); !b.act.TryHandle(m) && !b.act.TrySend(m) {
+		b.recycle(m)
+	}
+}
+
+// worn reports whether s's records are half taken (see Breaker.renew).
+func (s *snapshot) worn() bool {
+	return s.recs != nil && (*s.recs)[len(*s.recs)/2].Load() != 0
+}
+
+// sizeRecords sets how many records the next snapshot gets, as the owner
+// seals s for being worn. Records that ran out before the owner came round
+// made a failure wait, and under a storm, every failure until it did: so
+// the next snapshot gets twice as many. On a busy machine the owner may
+// wait for a processor for tens of microseconds, in which a storm on one
+// breaker brings hundreds of failures. Records whose first half lasted
+// longer than slowWear were more than needed: half as many.
+func (b *Breaker) sizeRecords(now time.Time, s *snapshot) {
+	r, x := *s.recs, b.extras()
+	if v := r[len(r)-1].Load(); v != 0 && v != closedRecord {
+		x.recSize = min(2*len(r), maxRecords)
+	} else if now.UnixNano()-x.recsAt > slowWear {
+		x.recSize = max(len(r)/2, minRecords)
+	}
+}
 
 // orderedFailure tallies a closed-state failure of an ordered breaker
 // (a count-based window), if it cannot open the circuit, like failure;
@@ -853,10 +911,10 @@ const closedRecord = math.MaxUint64
 // tallies after (see Breaker.foldOrdered). The limit is on the records'
 // index, as failure's is on the tally.
 func (b *Breaker) orderedFailure(s *snapshot) bool {
-	r := s.recs
-	if r == nil || s.wide.Load() != nil { // spread: see snapshot.spreadSuccesses
+	if s.recs == nil || s.wide.Load() != nil { // spread: see snapshot.spreadSuccesses
 		return false
 	}
+	r := *s.recs
 	for i := s.failures.Load(); i < s.limit.Load() && i < int64(len(r)); i++ {
 		saw := s.successTally()
 		if saw < 0 {
@@ -865,6 +923,9 @@ func (b *Breaker) orderedFailure(s *snapshot) bool {
 		s.saw(&s.runS, saw) // read by nobody but spreadSuccesses here
 		if r[i].CompareAndSwap(0, uint64(saw)+1) {
 			s.failures.Store(i + 1) // only a hint: it may move back, and cost a retry
+			if i == int64(len(r)/2) {
+				b.renew()
+			}
 			return true
 		}
 		if r[i].Load() == closedRecord {
@@ -1223,7 +1284,9 @@ func (b *Breaker) handle(m *msg) {
 	b.recycle(m)
 }
 
-// settle folds the tallies before a message is decided. A time-based
+// settle folds the tallies before a message is decided. A tally whose
+// records are half taken is sealed instead, so that publish hands out
+// fresh ones (see Breaker.renew). A time-based
 // window's snapshot whose bucket is over is sealed instead: a caller that
 // read the time within the bucket may still be about to tally there, and
 // what it tallies must count before anything decided in a later bucket,
@@ -1231,9 +1294,14 @@ func (b *Breaker) handle(m *msg) {
 // threshold, with no outcome left to see it).
 func (b *Breaker) settle(now time.Time) {
 	b.takeRejections()
-	if s := b.snap.Load(); s.within(now.UnixNano()) {
+	s := b.snap.Load()
+	switch {
+	case s.worn():
+		b.sizeRecords(now, s)
+		b.seal(now)
+	case s.within(now.UnixNano()):
 		b.fold(now, s, 0)
-	} else {
+	default:
 		b.seal(now)
 	}
 }
@@ -1393,7 +1461,9 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 	room := b.m.failureRoom(now)
 	if b.ordered() && s.state == Closed {
 		if b.m.win.fails > 0 && room > 0 { // failures come in runs: records only then, and if of use
-			s.recs = new(records)
+			x := b.extras()
+			r := make(records, max(x.recSize, minRecords))
+			s.recs, x.recsAt = &r, now.UnixNano()
 		}
 		// Its successes need no sighting (see snapshot.saw): the records
 		// place its failures. So the inlined success never looks further.
@@ -1420,7 +1490,7 @@ func (b *Breaker) failureLimit(s *snapshot, room int64) int64 {
 	if b.x != nil {
 		l -= int64(len(b.x.pending))
 	}
-	return min(l, int64(len(s.recs)))
+	return min(l, int64(len(*s.recs)))
 }
 
 // exit runs on the breaker's goroutine when it stops.
@@ -1520,7 +1590,8 @@ func (b *Breaker) foldOrdered(now time.Time, s *snapshot, p Permit, next int64) 
 // tally as succ.
 func (b *Breaker) foldRecords(now time.Time, s *snapshot, p Permit, succ, next int64) {
 	var pending []uint64
-	if r := s.recs; r != nil {
+	if s.recs != nil {
+		r := *s.recs
 		pending = b.extras().pending
 		for ; s.foldedF < int64(len(r)); s.foldedF++ {
 			v := r[s.foldedF].Load()

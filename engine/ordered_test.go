@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -34,9 +35,9 @@ func TestOrderedFailureTallies(t *testing.T) {
 	assert.Same(t, s, b.snap.Load(), "tallied: no message replaced the snapshot")
 	// Each record holds the successes of this snapshot's tally its failure
 	// saw, plus one.
-	assert.Equal(t, uint64(0+1), s.recs[0].Load())
-	assert.Equal(t, uint64(1+1), s.recs[1].Load())
-	assert.Zero(t, s.recs[2].Load())
+	assert.Equal(t, uint64(0+1), (*s.recs)[0].Load())
+	assert.Equal(t, uint64(1+1), (*s.recs)[1].Load())
+	assert.Zero(t, (*s.recs)[2].Load())
 	c := b.Counts()
 	assert.Equal(t, uint64(3), c.Failures)
 	assert.Equal(t, uint64(24), c.WindowCalls)
@@ -164,7 +165,7 @@ func TestOrderedQuickFailureTalliesUnderASlowCallPolicy(t *testing.T) {
 	require.NotNil(t, s.recs)
 	require.ErrorIs(t, b.Call(fail), errBoom)
 	assert.NotSame(t, s, b.snap.Load(), "short of MinimumCalls: the failure waited")
-	assert.Equal(t, uint64(closedRecord), s.recs[0].Load(), "it took no record: the tally was sealed before it was judged")
+	assert.Equal(t, uint64(closedRecord), (*s.recs)[0].Load(), "it took no record: the tally was sealed before it was judged")
 
 	for range 8 {
 		require.NoError(t, b.Call(succeed))
@@ -173,7 +174,7 @@ func TestOrderedQuickFailureTalliesUnderASlowCallPolicy(t *testing.T) {
 	require.NotNil(t, s.recs)
 	require.ErrorIs(t, b.Call(fail), errBoom)
 	assert.Same(t, s, b.snap.Load(), "tallied: no message replaced the snapshot")
-	assert.NotZero(t, s.recs[0].Load())
+	assert.NotZero(t, (*s.recs)[0].Load())
 
 	require.ErrorIs(t, b.Call(slowFail), errBoom)
 	assert.NotSame(t, s, b.snap.Load(), "a slow failure waits")
@@ -182,4 +183,132 @@ func TestOrderedQuickFailureTalliesUnderASlowCallPolicy(t *testing.T) {
 	assert.Equal(t, uint64(1), c.SlowCalls)
 	assert.Equal(t, uint64(12), c.WindowCalls)
 	assert.Equal(t, Closed, b.State())
+}
+
+// stormBreaker returns an ordered breaker whose window has room for many
+// failures, on a holdClock over a mock, with its first records made.
+func stormBreaker(t *testing.T) (*Breaker, *holdClock, *clock.Mock) {
+	t.Helper()
+	mock := clock.NewMock()
+	clk := &holdClock{Clock: mock}
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.99, WindowSize: 10_000, MinimumCalls: 100, Clock: clk})
+	t.Cleanup(clk.disarm) // before the breaker's Close, which reads the clock
+	require.True(t, b.ordered())
+	for range 100 {
+		require.NoError(t, b.Call(succeed))
+	}
+	require.ErrorIs(t, b.Call(fail), errBoom) // the window's first failure waits, and brings records
+	require.NotNil(t, b.snap.Load().recs)
+	return b, clk, mock
+}
+
+// The failure that takes the middle record asks the owner for fresh ones
+// without waiting, and on an idle breaker renews them itself: the next
+// failure finds room, where it used to find every record taken and wait.
+func TestOrderedRecordsRenewAtHalf(t *testing.T) {
+	b, _, _ := stormBreaker(t)
+	s := b.snap.Load()
+	require.Len(t, *s.recs, minRecords)
+	for i := range minRecords / 2 {
+		require.ErrorIs(t, b.Call(fail), errBoom)
+		require.Same(t, s, b.snap.Load(), "failure %d tallied", i)
+	}
+	require.ErrorIs(t, b.Call(fail), errBoom) // takes the middle record
+	next := b.snap.Load()
+	require.NotSame(t, s, next, "renewed")
+	assert.NotZero(t, (*s.recs)[minRecords/2].Load(), "the failure that asked was tallied")
+	assert.Equal(t, uint64(closedRecord), (*s.recs)[minRecords/2+1].Load(), "and the tally sealed after it")
+	require.Len(t, *next.recs, minRecords, "records that lasted: as many again")
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	assert.Same(t, next, b.snap.Load(), "tallied on the fresh records")
+	c := b.Counts()
+	assert.Equal(t, uint64(1+minRecords/2+2), c.Failures)
+	assert.Equal(t, uint64(100), c.Successes)
+	assert.Zero(t, c.Stale)
+}
+
+// Records that run out before the owner comes round make every failure
+// wait until it does, so the next snapshot gets twice as many; records
+// whose first half lasted longer than slowWear get half as many.
+func TestOrderedRecordsGrowWhenTheyRunOutAndShrinkWhenTheyLast(t *testing.T) {
+	b, clk, mock := stormBreaker(t)
+	s := b.snap.Load()
+	h := clk.arm()
+	counted := make(chan Counts, 1)
+	go func() { counted <- b.Counts() }()
+	<-h.held // the owner is busy with that Counts
+	for range minRecords {
+		require.ErrorIs(t, b.Call(fail), errBoom) // the one at half asks for fresh records, which must wait
+	}
+	require.Same(t, s, b.snap.Load(), "every record taken, none renewed yet")
+	h.free()
+	<-counted
+	c := b.Counts() // after the renewal asked for, whichever goroutine handled it
+	grown := b.snap.Load()
+	require.Len(t, *grown.recs, 2*minRecords)
+	assert.Equal(t, uint64(1+minRecords), c.Failures)
+
+	mock.Add(2 * time.Duration(slowWear))
+	for range minRecords + 1 { // the last takes the middle record
+		require.ErrorIs(t, b.Call(fail), errBoom)
+	}
+	shrunk := b.snap.Load()
+	require.NotSame(t, grown, shrunk)
+	require.Len(t, *shrunk.recs, minRecords)
+	c = b.Counts()
+	assert.Equal(t, uint64(1+2*minRecords+1), c.Failures)
+	assert.Zero(t, c.Stale)
+	assert.Equal(t, Closed, b.State())
+}
+
+// However often they run out, records stop growing at maxRecords.
+func TestOrderedRecordsGrowNoFurtherThanMax(t *testing.T) {
+	b, _, _ := stormBreaker(t)
+	r := make(records, maxRecords)
+	r[maxRecords-1].Store(1)
+	b.sizeRecords(time.Now(), &snapshot{recs: &r})
+	assert.Equal(t, maxRecords, b.x.recSize)
+}
+
+// A failure admitted under records that have been renewed since goes on
+// the fresh ones without waiting, as a success does: a renewal seals the
+// tally under every call in flight, and a storm has many.
+func TestOrderedFailureInFlightAcrossARenewalTallies(t *testing.T) {
+	b, clk, _ := stormBreaker(t)
+	s := b.snap.Load()
+	tickets := make([]*Ticket, 8)
+	for i := range tickets {
+		var err error
+		tickets[i], err = b.Admit(context.Background())
+		require.NoError(t, err)
+	}
+	for range minRecords/2 + 1 {
+		require.ErrorIs(t, b.Call(fail), errBoom)
+	}
+	next := b.snap.Load()
+	require.NotSame(t, s, next, "renewed")
+	// A message would read the clock first: held there, it would show.
+	h := clk.arm()
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		for _, tk := range tickets {
+			tk.Report(errBoom)
+		}
+	}()
+	select {
+	case <-reported:
+	case <-h.held:
+		h.free()
+		<-reported
+		t.Fatal("a failure went as a message")
+	}
+	clk.disarm()
+	assert.Same(t, next, b.snap.Load())
+	for i := range tickets {
+		assert.NotZero(t, (*next.recs)[i].Load(), "record %d", i)
+	}
+	c := b.Counts()
+	assert.Equal(t, uint64(1+minRecords/2+1+len(tickets)), c.Failures)
+	assert.Zero(t, c.Stale)
 }
