@@ -211,12 +211,16 @@ type msg struct {
 	answer  reply           // when here: a send and a receive on reply would cost more than the rest of a Counts
 }
 
-// newMsg returns a message of the given kind from the breaker's pool.
-// Messages are recycled per breaker so that a breaker living in a
-// testing/synctest bubble never hands its reply channels to code outside
-// it.
+// newMsg returns a message of the given kind, from the breaker's pool, or
+// if it has none, from spares. Messages are recycled per breaker so that a
+// breaker living in a testing/synctest bubble never hands its reply
+// channels to code outside it.
 func (b *Breaker) newMsg(kind msgKind) *msg {
-	m, _ := b.pool().Get().(*msg)
+	p := b.msgs.Load()
+	if p == nil {
+		p = &spares
+	}
+	m, _ := p.Get().(*msg)
 	if m == nil {
 		m = new(msg)
 	}
@@ -224,10 +228,32 @@ func (b *Breaker) newMsg(kind msgKind) *msg {
 	return m
 }
 
+// recycle puts m in the breaker's pool, made on first use.
 func (b *Breaker) recycle(m *msg) {
 	*m = msg{reply: m.reply}
 	b.pool().Put(m)
 }
+
+// drop is recycle for a message its sender handled on an idle breaker:
+// into the breaker's pool if it has one, and otherwise into spares. A
+// breaker that is only ever asked from outside, by a metrics scrape or
+// fleet mode's sweep, then keeps no pool: with the message it holds, that
+// would be half an idle breaker's size again, on every breaker of an
+// Engine.
+func (b *Breaker) drop(m *msg) {
+	*m = msg{reply: m.reply}
+	if p := b.msgs.Load(); p != nil {
+		p.Put(m)
+	} else if m.reply == nil {
+		spares.Put(m)
+	}
+}
+
+// spares are messages shared by the breakers that have no pool. They hold
+// no reply channel, which is all a synctest bubble keeps to itself: a
+// message is given one when it is first queued, and from then on goes
+// back to its breaker's pool.
+var spares sync.Pool
 
 // pool returns the breaker's message pool, made on first use: most
 // breakers never send a message, and a pool is most of a message's worth.
@@ -1095,7 +1121,7 @@ func (b *Breaker) ask(ctx context.Context, m *msg) (reply, error) {
 	m.here = true
 	if b.act.TryHandle(m) { // the breaker was idle: this goroutine handled m
 		r := m.answer
-		b.recycle(m)
+		b.drop(m)
 		return r, nil
 	}
 	m.here = false

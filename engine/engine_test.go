@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -239,6 +240,36 @@ func TestCountsDoNotKeepAnIdleBreaker(t *testing.T) {
 		synctest.Wait()
 		_, ok := e.Lookup("x")
 		assert.False(t, ok, "no call for 3 minutes: forgotten")
+	})
+}
+
+// A breaker that is only asked from outside (a metrics scrape, fleet
+// mode's sweep) keeps no message pool: it would hold a pooled message and
+// the pool's per-processor slots, over half an idle breaker again, on
+// every breaker of the engine. A breaker that queues a message keeps one.
+func TestQueriesKeepNoMessagePool(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clk := &holdClock{Clock: clock.New()}
+		e := newTestEngine(t, Config{Clock: clk})
+		t.Cleanup(clk.disarm)
+		b := e.Breaker("x")
+		for range 3 {
+			_ = b.Counts()
+			b.Reset()
+		}
+		assert.Nil(t, b.msgs.Load(), "asked while idle: no pool")
+
+		h := clk.arm()
+		first := make(chan Counts)
+		go func() { first <- b.Counts() }()
+		<-h.held // the breaker busy with that Counts: the next is queued
+		second := make(chan Counts)
+		go func() { second <- b.Counts() }()
+		synctest.Wait()
+		h.free()
+		<-first
+		<-second
+		assert.NotNil(t, b.msgs.Load(), "a queued message goes back to a pool of the breaker's own")
 	})
 }
 
