@@ -122,6 +122,9 @@ type Fleet struct {
 	// Owned by the fleet's goroutine.
 	gens map[string]int64           // the newest generation seen per breaker
 	sent map[*engine.Breaker]counts // outcome totals already sent; a breaker made anew under a name starts over
+	// spare is the map report fills next, swapped with sent: a sweep over
+	// many breakers then allocates no map of them each time.
+	spare map[*engine.Breaker]counts
 }
 
 // reasonPrefix marks transitions the fleet caused, so they are not voted
@@ -316,7 +319,10 @@ func (f *Fleet) report(ctx context.Context) {
 		d    counts
 	}
 	var batch []news
-	live := make(map[*engine.Breaker]counts, len(f.sent))
+	live := f.spare
+	if live == nil {
+		live = make(map[*engine.Breaker]counts, len(f.sent))
+	}
 	f.e.Range(func(b *engine.Breaker) bool {
 		c := b.Counts()
 		now := counts{calls: c.Successes + c.Failures, failures: c.Failures}
@@ -327,7 +333,8 @@ func (f *Fleet) report(ctx context.Context) {
 		}
 		return true
 	})
-	f.sent = live // breakers the engine has forgotten drop out
+	clear(f.sent)
+	f.sent, f.spare = live, f.sent // breakers the engine has forgotten drop out
 	if len(batch) == 0 {
 		return
 	}
