@@ -68,9 +68,9 @@ type extras struct {
 	timerAt int64 // the armed timer's deadline, in Unix nanoseconds; 0 if none
 	wakeID  uint64
 	pending []uint64 // an ordered breaker's failures read but not applied (see foldOrdered)
-	// How many records an ordered breaker's next snapshot gets, 0 for
-	// minRecords, and when the current ones were made, in Unix
-	// nanoseconds (see Breaker.sizeRecords).
+	// How many records an ordered breaker's snapshots get, 0 for
+	// minRecords, and when the latest were made, in Unix nanoseconds (see
+	// Breaker.sizeRecords).
 	recSize int
 	recsAt  int64
 }
@@ -885,9 +885,9 @@ const (
 	// of failures (see Breaker.sizeRecords).
 	minRecords = 64
 	maxRecords = 1024
-	// slowWear is how long half of a snapshot's records must have lasted
-	// for the next snapshot to get half as many.
-	slowWear = int64(10 * time.Millisecond)
+	// stormSpan is how soon records must be replaced for the next to
+	// keep a storm's size.
+	stormSpan = int64(10 * time.Millisecond)
 )
 
 // closedRecord marks the first free record of a retired tally: no failure
@@ -910,20 +910,32 @@ func (s *snapshot) worn() bool {
 	return s.recs != nil && (*s.recs)[len(*s.recs)/2].Load() != 0
 }
 
-// sizeRecords sets how many records the next snapshot gets, as the owner
-// seals s for being worn. Records that ran out before the owner came round
-// made a failure wait, and under a storm, every failure until it did: so
-// the next snapshot gets twice as many. On a busy machine the owner may
-// wait for a processor for tens of microseconds, in which a storm on one
-// breaker brings hundreds of failures. Records whose first half lasted
-// longer than slowWear were more than needed: half as many.
-func (b *Breaker) sizeRecords(now time.Time, s *snapshot) {
-	r, x := *s.recs, b.extras()
-	if v := r[len(r)-1].Load(); v != 0 && v != closedRecord {
-		x.recSize = min(2*len(r), maxRecords)
-	} else if now.UnixNano()-x.recsAt > slowWear {
-		x.recSize = max(len(r)/2, minRecords)
+// sizeRecords returns how many records a new closed snapshot of an
+// ordered breaker gets, from how the latest ones went. Records that ran
+// out before the owner came round made a failure wait, and under a storm,
+// every failure until it did: the next get twice as many, if they were
+// made within stormSpan. On a busy machine the owner may wait for a
+// processor for tens of microseconds, in which a storm on one breaker
+// brings hundreds of failures. Records made longer ago than that, however
+// they ended, were not in a storm: back to minRecords. So is the pending
+// failures' array, once empty.
+func (b *Breaker) sizeRecords(now time.Time) int {
+	x := b.x
+	if x == nil {
+		return minRecords // no records made yet
 	}
+	if now.UnixNano()-x.recsAt > stormSpan {
+		x.recSize = minRecords
+	} else if s := b.snap.Load(); s.recs != nil { // the records being replaced
+		r := *s.recs
+		if v := r[len(r)-1].Load(); v != 0 && v != closedRecord { // the last one taken
+			x.recSize = min(2*len(r), maxRecords)
+		}
+	}
+	if len(x.pending) == 0 && cap(x.pending) > 2*max(x.recSize, minRecords) {
+		x.pending = nil
+	}
+	return max(x.recSize, minRecords)
 }
 
 // orderedFailure tallies a closed-state failure of an ordered breaker
@@ -1320,14 +1332,9 @@ func (b *Breaker) handle(m *msg) {
 // threshold, with no outcome left to see it).
 func (b *Breaker) settle(now time.Time) {
 	b.takeRejections()
-	s := b.snap.Load()
-	switch {
-	case s.worn():
-		b.sizeRecords(now, s)
-		b.seal(now)
-	case s.within(now.UnixNano()):
+	if s := b.snap.Load(); s.within(now.UnixNano()) && !s.worn() {
 		b.fold(now, s, 0)
-	default:
+	} else {
 		b.seal(now)
 	}
 }
@@ -1486,10 +1493,10 @@ func (b *Breaker) newSnapshot(now time.Time) *snapshot {
 	}
 	room := b.m.failureRoom(now)
 	if b.ordered() && s.state == Closed {
-		if b.m.win.fails > 0 && room > 0 { // failures come in runs: records only then, and if of use
-			x := b.extras()
-			r := make(records, max(x.recSize, minRecords))
-			s.recs, x.recsAt = &r, now.UnixNano()
+		if n := b.sizeRecords(now); b.m.win.fails > 0 && room > 0 { // failures come in runs: records only then, and if of use
+			r := make(records, n)
+			s.recs = &r
+			b.extras().recsAt = now.UnixNano()
 		}
 		// Its successes need no sighting (see snapshot.saw): the records
 		// place its failures. So the inlined success never looks further.

@@ -228,8 +228,8 @@ func TestOrderedRecordsRenewAtHalf(t *testing.T) {
 }
 
 // Records that run out before the owner comes round make every failure
-// wait until it does, so the next snapshot gets twice as many; records
-// whose first half lasted longer than slowWear get half as many.
+// wait until it does, so the next snapshot gets twice as many; once
+// records last longer than stormSpan, the next get minRecords again.
 func TestOrderedRecordsGrowWhenTheyRunOutAndShrinkWhenTheyLast(t *testing.T) {
 	b, clk, mock := stormBreaker(t)
 	s := b.snap.Load()
@@ -248,7 +248,7 @@ func TestOrderedRecordsGrowWhenTheyRunOutAndShrinkWhenTheyLast(t *testing.T) {
 	require.Len(t, *grown.recs, 2*minRecords)
 	assert.Equal(t, uint64(1+minRecords), c.Failures)
 
-	mock.Add(2 * time.Duration(slowWear))
+	mock.Add(2 * time.Duration(stormSpan))
 	for range minRecords + 1 { // the last takes the middle record
 		require.ErrorIs(t, b.Call(fail), errBoom)
 	}
@@ -263,11 +263,14 @@ func TestOrderedRecordsGrowWhenTheyRunOutAndShrinkWhenTheyLast(t *testing.T) {
 
 // However often they run out, records stop growing at maxRecords.
 func TestOrderedRecordsGrowNoFurtherThanMax(t *testing.T) {
-	b, _, _ := stormBreaker(t)
+	b, _, mock := stormBreaker(t)
+	cur := b.snap.Load()
 	r := make(records, maxRecords)
-	r[maxRecords-1].Store(1)
-	b.sizeRecords(time.Now(), &snapshot{recs: &r})
-	assert.Equal(t, maxRecords, b.x.recSize)
+	r[maxRecords-1].Store(1) // every record taken
+	b.snap.Store(&snapshot{recs: &r})
+	b.x.recSize, b.x.recsAt = maxRecords, mock.Now().UnixNano()
+	assert.Equal(t, maxRecords, b.sizeRecords(mock.Now()))
+	b.snap.Store(cur)
 }
 
 // A failure admitted under records that have been renewed since goes on
@@ -311,4 +314,108 @@ func TestOrderedFailureInFlightAcrossARenewalTallies(t *testing.T) {
 	c := b.Counts()
 	assert.Equal(t, uint64(1+minRecords/2+1+len(tickets)), c.Failures)
 	assert.Zero(t, c.Stale)
+}
+
+// growRecords makes b's current records run out before the owner comes
+// round (the owner is held reading the clock in a Counts), so that the
+// next snapshot gets twice as many.
+func growRecords(t *testing.T, b *Breaker, clk *holdClock) {
+	t.Helper()
+	s := b.snap.Load()
+	require.NotNil(t, s.recs)
+	n := len(*s.recs)
+	h := clk.arm()
+	counted := make(chan Counts, 1)
+	go func() { counted <- b.Counts() }()
+	<-h.held
+	for range n {
+		require.ErrorIs(t, b.Call(fail), errBoom)
+	}
+	require.Same(t, s, b.snap.Load(), "every record taken, none renewed yet")
+	h.free()
+	<-counted
+	b.Counts()
+	require.Len(t, *b.snap.Load().recs, min(2*n, maxRecords))
+}
+
+// After a storm, records go back to minRecords whatever replaces them: a
+// snapshot sealed before its records are half taken (here by a slow
+// failure, which always seals an ordered breaker's tally: see
+// Breaker.tallyLast) must not hand its storm size on for good, 8 KiB
+// allocated afresh for every snapshot.
+func TestOrderedRecordsShrinkWhateverEndsThem(t *testing.T) {
+	mock := clock.NewMock()
+	clk := &holdClock{Clock: mock}
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.99, WindowSize: 10_000, MinimumCalls: 100, SlowCallThreshold: time.Second, Clock: clk})
+	t.Cleanup(clk.disarm)
+	require.True(t, b.ordered())
+	for range 100 {
+		require.NoError(t, b.Call(succeed))
+	}
+	require.ErrorIs(t, b.Call(fail), errBoom) // brings records
+	require.Len(t, *b.snap.Load().recs, minRecords)
+	for range 4 { // a storm: 64 -> 128 -> 256 -> 512 -> 1024
+		growRecords(t, b, clk)
+	}
+	require.Len(t, *b.snap.Load().recs, maxRecords)
+
+	// The storm is over. Hours of ordinary traffic follow: a call in
+	// twenty fails, and one in sixty is slow.
+	slowFail := func() error { mock.Add(2 * time.Second); return errBoom }
+	snaps := map[*snapshot]bool{}
+	for range 200 {
+		mock.Add(time.Minute)
+		for range 57 {
+			require.NoError(t, b.Call(succeed))
+		}
+		require.ErrorIs(t, b.Call(fail), errBoom)
+		require.ErrorIs(t, b.Call(fail), errBoom)
+		require.ErrorIs(t, b.Call(slowFail), errBoom)
+		if s := b.snap.Load(); s.recs != nil {
+			snaps[s] = true
+		}
+	}
+	require.Equal(t, Closed, b.State())
+	big := 0
+	for s := range snaps {
+		if len(*s.recs) == maxRecords {
+			big++
+		}
+	}
+	assert.Zero(t, big, "of %d snapshots after the storm, %d have its records", len(snaps), big)
+	assert.Len(t, *b.snap.Load().recs, minRecords)
+}
+
+// The pending failures' array grows with the records it is read from, and
+// is deleted from in place: once empty after a storm, it goes, rather than
+// stay in the breaker's extras for good.
+func TestOrderedPendingLetsItsStormArrayGo(t *testing.T) {
+	mock := clock.NewMock()
+	clk := &holdClock{Clock: mock}
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.99, WindowSize: 10_000, MinimumCalls: 100, Clock: clk})
+	t.Cleanup(clk.disarm)
+	for range 100 {
+		require.NoError(t, b.Call(succeed))
+	}
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	for range 4 {
+		growRecords(t, b, clk)
+	}
+	s := b.snap.Load()
+	require.Len(t, *s.recs, maxRecords)
+	for range maxRecords/2 + 1 { // the last takes the middle record, and renews
+		require.ErrorIs(t, b.Call(fail), errBoom)
+	}
+	require.NotSame(t, s, b.snap.Load())
+
+	b.Reset()
+	mock.Add(24 * time.Hour)
+	for range 100 {
+		require.NoError(t, b.Call(succeed))
+	}
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	require.ErrorIs(t, b.Call(fail), errBoom)
+	b.Counts()
+	assert.LessOrEqual(t, cap(b.x.pending), 2*minRecords, "a day after the storm")
+	assert.Len(t, *b.snap.Load().recs, minRecords)
 }
