@@ -913,30 +913,39 @@ func (s *snapshot) worn() bool {
 // sizeRecords returns how many records a new closed snapshot of an
 // ordered breaker gets, from how the latest ones went. Records that ran
 // out before the owner came round made a failure wait, and under a storm,
-// every failure until it did: the next get twice as many, if they were
-// made within stormSpan. On a busy machine the owner may wait for a
-// processor for tens of microseconds, in which a storm on one breaker
-// brings hundreds of failures. Records made longer ago than that, however
-// they ended, were not in a storm: back to minRecords. So is the pending
-// failures' array, once empty.
+// every failure until it did: the next get twice as many. On a busy
+// machine the owner may wait for a processor for tens of microseconds, in
+// which a storm on one breaker brings hundreds of failures. Records made
+// longer than stormSpan ago were not in a storm: back to minRecords. And
+// records replaced before half were taken (a slow failure seals them, and
+// so does one with a Retry-After) were more than needed: half as many.
+// The pending failures' array shrinks with them, once empty.
 func (b *Breaker) sizeRecords(now time.Time) int {
 	x := b.x
 	if x == nil {
 		return minRecords // no records made yet
 	}
-	if now.UnixNano()-x.recsAt > stormSpan {
+	var r records
+	if s := b.snap.Load(); s.recs != nil { // the records being replaced
+		r = *s.recs
+	}
+	switch {
+	case len(r) > 0 && taken(r[len(r)-1].Load()):
+		x.recSize = min(2*len(r), maxRecords)
+	case now.UnixNano()-x.recsAt > stormSpan:
 		x.recSize = minRecords
-	} else if s := b.snap.Load(); s.recs != nil { // the records being replaced
-		r := *s.recs
-		if v := r[len(r)-1].Load(); v != 0 && v != closedRecord { // the last one taken
-			x.recSize = min(2*len(r), maxRecords)
-		}
+	case len(r) > 0 && !taken(r[len(r)/2].Load()):
+		x.recSize = max(len(r)/2, minRecords)
 	}
 	if len(x.pending) == 0 && cap(x.pending) > 2*max(x.recSize, minRecords) {
 		x.pending = nil
 	}
 	return max(x.recSize, minRecords)
 }
+
+// taken reports whether a record holds a failure: it is neither free nor
+// closed.
+func taken(v uint64) bool { return v != 0 && v != closedRecord }
 
 // orderedFailure tallies a closed-state failure of an ordered breaker
 // (a count-based window), if it cannot open the circuit, like failure;

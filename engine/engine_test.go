@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -364,4 +365,103 @@ func TestEngineReviewProbeAdmissionKeepsTheBreaker(t *testing.T) {
 			assert.Same(t, b, got)
 		}
 	})
+}
+
+// Breakers in parallel synctest bubbles, and one outside any, are driven
+// through every path a message takes: Counts and Subscribe on idle
+// breakers (handled by the sender, then put in spares), queued asks (given
+// a reply channel), an ordered storm (renew, by TryHandle, TrySend or
+// recycle), Reset, a subscription ended by its context, and Close racing
+// Counts. A bubble's channel reaching another bubble would be a fatal
+// error, and whatever is in spares afterwards must be a zero message.
+func TestSparesHoldNothingBubbleBound(t *testing.T) {
+	drive := func(t *testing.T, b *Breaker) {
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 300 {
+					if (i+g)%3 == 0 {
+						_ = b.Call(fail)
+					} else {
+						_ = b.Call(succeed)
+					}
+					if i%50 == 0 {
+						runtime.Gosched()
+					}
+				}
+			}()
+		}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				_ = b.Counts()
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				ctx, cancel := context.WithCancel(context.Background())
+				ch := b.Subscribe(ctx)
+				cancel()
+				for range ch {
+				}
+				b.Reset()
+			}
+		}()
+		wg.Wait()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range 50 {
+				_ = b.Counts()
+			}
+		}()
+		_ = b.Close()
+		<-done
+	}
+	cfg := Config{FailureRateThreshold: 0.99, WindowSize: 10_000, MinimumCalls: 100}
+	for round := range 3 {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			for i := range 6 {
+				t.Run(fmt.Sprint("bubble", i), func(t *testing.T) {
+					t.Parallel()
+					synctest.Test(t, func(t *testing.T) {
+						// Idle breakers asked only from outside: no pool, spares only.
+						for range 20 {
+							b, err := NewBreaker("idle", cfg)
+							require.NoError(t, err)
+							_ = b.Counts()
+							ctx, cancel := context.WithCancel(context.Background())
+							_ = b.Subscribe(ctx)
+							_ = b.Counts()
+							require.Nil(t, b.msgs.Load())
+							cancel()
+							_ = b.Close()
+						}
+						b, err := NewBreaker("busy", cfg)
+						require.NoError(t, err)
+						drive(t, b)
+					})
+				})
+			}
+			t.Run("outside", func(t *testing.T) {
+				t.Parallel()
+				for range 20 {
+					b, err := NewBreaker("outside", cfg)
+					require.NoError(t, err)
+					drive(t, b)
+				}
+			})
+		})
+	}
+	for range 10_000 {
+		m, _ := spares.Get().(*msg)
+		if m == nil {
+			break
+		}
+		require.Equal(t, msg{}, *m, "a message in spares")
+	}
 }

@@ -419,3 +419,73 @@ func TestOrderedPendingLetsItsStormArrayGo(t *testing.T) {
 	assert.LessOrEqual(t, cap(b.x.pending), 2*minRecords, "a day after the storm")
 	assert.Len(t, *b.snap.Load().recs, minRecords)
 }
+
+// Records replaced before half of them were taken, as a slow failure
+// replaces them, were more than needed: after a storm, a breaker whose
+// snapshots turn over faster than stormSpan (250 slow failures a second
+// here) must not make its storm size of records for each.
+func TestOrderedRecordsShrinkWhenReplacedBeforeHalfTaken(t *testing.T) {
+	mock := clock.NewMock()
+	clk := &holdClock{Clock: mock}
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.99, WindowSize: 10_000, MinimumCalls: 100, SlowCallThreshold: time.Millisecond, Clock: clk})
+	t.Cleanup(clk.disarm)
+	require.True(t, b.ordered())
+	for range 100 {
+		require.NoError(t, b.Call(succeed))
+	}
+	require.ErrorIs(t, b.Call(fail), errBoom) // brings records
+	for range 4 {                             // a storm: 64 -> 128 -> 256 -> 512 -> 1024
+		growRecords(t, b, clk)
+	}
+	require.Len(t, *b.snap.Load().recs, maxRecords)
+
+	// The storm is over. Then 0.8 s of ordinary traffic: a call in
+	// twenty fails, and a slow failure comes every 4 ms (250 a second).
+	slowFail := func() error { mock.Add(2 * time.Millisecond); return errBoom }
+	big, total, used := 0, 0, 0
+	for range 200 {
+		mock.Add(2 * time.Millisecond)
+		for range 18 {
+			require.NoError(t, b.Call(succeed))
+		}
+		require.ErrorIs(t, b.Call(fail), errBoom)
+		s := b.snap.Load()
+		require.ErrorIs(t, b.Call(slowFail), errBoom) // seals s
+		require.NotSame(t, s, b.snap.Load())
+		if s.recs != nil {
+			total++
+			if len(*s.recs) == maxRecords {
+				big++
+			}
+			for i := range *s.recs {
+				if v := (*s.recs)[i].Load(); v != 0 && v != closedRecord {
+					used++
+				}
+			}
+		}
+	}
+	require.Equal(t, Closed, b.State())
+	assert.Equal(t, 1, big, "of %d snapshots after the storm, only the storm's last has its records (%d used in all)", total, used)
+	assert.Equal(t, minRecords, len(*b.snap.Load().recs), "records at the end")
+}
+
+// Records that ran out grow however late the owner came round: a late
+// owner is what makes them run out.
+func TestOrderedRecordsThatRanOutGrowWhenReplacedLate(t *testing.T) {
+	b, clk, mock := stormBreaker(t)
+	s := b.snap.Load()
+	require.Len(t, *s.recs, minRecords)
+	h := clk.arm()
+	counted := make(chan Counts, 1)
+	go func() { counted <- b.Counts() }()
+	<-h.held // the owner is busy
+	for range minRecords {
+		require.ErrorIs(t, b.Call(fail), errBoom)
+	}
+	require.Same(t, s, b.snap.Load(), "every record taken at once, none renewed yet")
+	mock.Add(11 * time.Millisecond) // the owner comes round 11 ms after the records were made
+	h.free()
+	<-counted
+	b.Counts()
+	assert.Equal(t, 2*minRecords, len(*b.snap.Load().recs), "records that ran out within a moment of being made")
+}
