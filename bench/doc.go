@@ -1,6 +1,6 @@
 // Package bench compares this project's breaker with its peers
-// (sony/gobreaker, failsafe-go, eapache/go-resiliency, afex/hystrix-go,
-// rubyist/circuitbreaker) side by side in one run. It holds only
+// (sony/gobreaker, failsafe-go, eapache/go-resiliency, cep21/circuit,
+// afex/hystrix-go, rubyist/circuitbreaker) side by side in one run. It holds only
 // benchmarks, in peers_test.go; start with bench/run.sh, which runs them in
 // interleaved passes and writes docs/benchmarks.md through the benchdoc
 // command (bench/cmd/benchdoc). It is a module of its own, so the peers

@@ -8,6 +8,7 @@ require (
 	github.com/afex/hystrix-go v0.0.0-20180502004556-fa1af6a1f4f5
 	github.com/benbjohnson/clock v1.3.5
 	github.com/cenk/backoff v2.2.1+incompatible
+	github.com/cep21/circuit/v4 v4.1.0
 	github.com/eapache/go-resiliency v1.7.0
 	github.com/failsafe-go/failsafe-go v0.9.8
 	github.com/nodus/circuitbreaker v0.0.0-00010101000000-000000000000

@@ -11,6 +11,9 @@ import (
 	"github.com/afex/hystrix-go/hystrix"
 	"github.com/benbjohnson/clock"
 	"github.com/cenk/backoff"
+	"github.com/cep21/circuit/v4"
+	cep21hystrix "github.com/cep21/circuit/v4/closers/hystrix"
+	"github.com/cep21/circuit/v4/closers/simplelogic"
 	"github.com/eapache/go-resiliency/breaker"
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
@@ -24,9 +27,6 @@ import (
 // scenario. It returns the function a benchmark calls once per operation:
 // run work through the breaker. Every library is configured as close to
 // the others as its API allows; where it cannot be, the subject says so.
-//
-// cep21/circuit is not here: the module proxy this project builds against
-// refuses to serve it, so it cannot be built in the same run.
 type subject struct {
 	name string
 	// closed: a closed breaker that stays closed (consecutive-failure
@@ -273,6 +273,29 @@ var subjects = []subject{
 		},
 	},
 	{
+		// cep21/circuit at v4.1.0, the newest the module proxy serves here
+		// (v4.2.0 is refused). Its execution timeout and concurrency limit
+		// are off and it has no fallback, so it does what the others do. It
+		// has no half-open state: after its sleep window it lets
+		// HalfOpenAttempts calls through per window, so it has no
+		// half-open subject. Its rate is hystrix's, over a rolling 10 s.
+		name: "cep21",
+		closed: func(*testing.B) func(*work) error {
+			return cep21Execute(cep21Circuit(simplelogic.ConsecutiveErrOpenerFactory(simplelogic.ConfigConsecutiveErrOpener{ErrorThreshold: threshold}), time.Second))
+		},
+		open: func(b *testing.B) func(*work) error {
+			c := cep21Circuit(simplelogic.ConsecutiveErrOpenerFactory(simplelogic.ConfigConsecutiveErrOpener{ErrorThreshold: 1}), hour)
+			c.OpenCircuit(context.Background())
+			if !c.IsOpen() {
+				b.Fatal("cep21: not open")
+			}
+			return cep21Execute(c)
+		},
+		rate: func(*testing.B) func(*work) error {
+			return cep21Execute(cep21Circuit(cep21hystrix.OpenerFactory(cep21hystrix.ConfigureOpener{ErrorThresholdPercentage: 50, RequestVolumeThreshold: rateCalls}), time.Second))
+		},
+	},
+	{
 		// hystrix-go trips on an error percentage (set to 100%, which 10%
 		// failures never reach) rather than consecutive failures, and runs
 		// every call on goroutines of its own. Its rate is over a rolling
@@ -388,6 +411,23 @@ func failsafeHalfOpen(b *testing.B) circuitbreaker.CircuitBreaker[any] {
 		b.Fatal("failsafe: no half-open permit")
 	}
 	return cb
+}
+
+func cep21Circuit(opener func() circuit.ClosedToOpen, sleep time.Duration) *circuit.Circuit {
+	return circuit.NewCircuitFromConfig("bench", circuit.Config{
+		General: circuit.GeneralConfig{
+			ClosedToOpenFactory: opener,
+			OpenToClosedFactory: cep21hystrix.CloserFactory(cep21hystrix.ConfigureCloser{SleepWindow: sleep}),
+		},
+		Execution: circuit.ExecutionConfig{Timeout: -1, MaxConcurrentRequests: -1},
+		Fallback:  circuit.FallbackConfig{Disabled: true},
+	})
+}
+
+func cep21Execute(c *circuit.Circuit) func(*work) error {
+	return func(w *work) error {
+		return c.Execute(context.Background(), func(context.Context) error { return w.run() }, nil)
+	}
 }
 
 func eapacheRun(br *breaker.Breaker) func(*work) error {
