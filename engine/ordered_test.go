@@ -186,12 +186,13 @@ func TestOrderedQuickFailureTalliesUnderASlowCallPolicy(t *testing.T) {
 }
 
 // stormBreaker returns an ordered breaker whose window has room for many
-// failures, on a holdClock over a mock, with its first records made.
-func stormBreaker(t *testing.T) (*Breaker, *holdClock, *clock.Mock) {
+// failures, on a holdClock over a mock, with its first records made; with
+// a slow-call policy if slow is not zero.
+func stormBreaker(t *testing.T, slow time.Duration) (*Breaker, *holdClock, *clock.Mock) {
 	t.Helper()
 	mock := clock.NewMock()
 	clk := &holdClock{Clock: mock}
-	b := newTestBreaker(t, Config{FailureRateThreshold: 0.99, WindowSize: 10_000, MinimumCalls: 100, Clock: clk})
+	b := newTestBreaker(t, Config{FailureRateThreshold: 0.99, WindowSize: 10_000, MinimumCalls: 100, SlowCallThreshold: slow, Clock: clk})
 	t.Cleanup(clk.disarm) // before the breaker's Close, which reads the clock
 	require.True(t, b.ordered())
 	for range 100 {
@@ -206,7 +207,7 @@ func stormBreaker(t *testing.T) (*Breaker, *holdClock, *clock.Mock) {
 // without waiting, and on an idle breaker renews them itself: the next
 // failure finds room, where it used to find every record taken and wait.
 func TestOrderedRecordsRenewAtHalf(t *testing.T) {
-	b, _, _ := stormBreaker(t)
+	b, _, _ := stormBreaker(t, 0)
 	s := b.snap.Load()
 	require.Len(t, *s.recs, minRecords)
 	for i := range minRecords / 2 {
@@ -231,7 +232,7 @@ func TestOrderedRecordsRenewAtHalf(t *testing.T) {
 // wait until it does, so the next snapshot gets twice as many; once
 // records last longer than stormSpan, the next get minRecords again.
 func TestOrderedRecordsGrowWhenTheyRunOutAndShrinkWhenTheyLast(t *testing.T) {
-	b, clk, mock := stormBreaker(t)
+	b, clk, mock := stormBreaker(t, 0)
 	s := b.snap.Load()
 	h := clk.arm()
 	counted := make(chan Counts, 1)
@@ -263,7 +264,7 @@ func TestOrderedRecordsGrowWhenTheyRunOutAndShrinkWhenTheyLast(t *testing.T) {
 
 // However often they run out, records stop growing at maxRecords.
 func TestOrderedRecordsGrowNoFurtherThanMax(t *testing.T) {
-	b, _, mock := stormBreaker(t)
+	b, _, mock := stormBreaker(t, 0)
 	cur := b.snap.Load()
 	r := make(records, maxRecords)
 	r[maxRecords-1].Store(1) // every record taken
@@ -277,7 +278,7 @@ func TestOrderedRecordsGrowNoFurtherThanMax(t *testing.T) {
 // the fresh ones without waiting, as a success does: a renewal seals the
 // tally under every call in flight, and a storm has many.
 func TestOrderedFailureInFlightAcrossARenewalTallies(t *testing.T) {
-	b, clk, _ := stormBreaker(t)
+	b, clk, _ := stormBreaker(t, 0)
 	s := b.snap.Load()
 	tickets := make([]*Ticket, 8)
 	for i := range tickets {
@@ -316,6 +317,18 @@ func TestOrderedFailureInFlightAcrossARenewalTallies(t *testing.T) {
 	assert.Zero(t, c.Stale)
 }
 
+// stormedBreaker is a stormBreaker whose records a storm has grown to
+// maxRecords.
+func stormedBreaker(t *testing.T, slow time.Duration) (*Breaker, *clock.Mock) {
+	t.Helper()
+	b, clk, mock := stormBreaker(t, slow)
+	for range 4 { // 64 -> 128 -> 256 -> 512 -> 1024
+		growRecords(t, b, clk)
+	}
+	require.Len(t, *b.snap.Load().recs, maxRecords)
+	return b, mock
+}
+
 // growRecords makes b's current records run out before the owner comes
 // round (the owner is held reading the clock in a Counts), so that the
 // next snapshot gets twice as many.
@@ -344,20 +357,7 @@ func growRecords(t *testing.T, b *Breaker, clk *holdClock) {
 // Breaker.tallyLast) must not hand its storm size on for good, 8 KiB
 // allocated afresh for every snapshot.
 func TestOrderedRecordsShrinkWhateverEndsThem(t *testing.T) {
-	mock := clock.NewMock()
-	clk := &holdClock{Clock: mock}
-	b := newTestBreaker(t, Config{FailureRateThreshold: 0.99, WindowSize: 10_000, MinimumCalls: 100, SlowCallThreshold: time.Second, Clock: clk})
-	t.Cleanup(clk.disarm)
-	require.True(t, b.ordered())
-	for range 100 {
-		require.NoError(t, b.Call(succeed))
-	}
-	require.ErrorIs(t, b.Call(fail), errBoom) // brings records
-	require.Len(t, *b.snap.Load().recs, minRecords)
-	for range 4 { // a storm: 64 -> 128 -> 256 -> 512 -> 1024
-		growRecords(t, b, clk)
-	}
-	require.Len(t, *b.snap.Load().recs, maxRecords)
+	b, mock := stormedBreaker(t, time.Second)
 
 	// The storm is over. Hours of ordinary traffic follow: a call in
 	// twenty fails, and one in sixty is slow.
@@ -390,19 +390,8 @@ func TestOrderedRecordsShrinkWhateverEndsThem(t *testing.T) {
 // is deleted from in place: once empty after a storm, it goes, rather than
 // stay in the breaker's extras for good.
 func TestOrderedPendingLetsItsStormArrayGo(t *testing.T) {
-	mock := clock.NewMock()
-	clk := &holdClock{Clock: mock}
-	b := newTestBreaker(t, Config{FailureRateThreshold: 0.99, WindowSize: 10_000, MinimumCalls: 100, Clock: clk})
-	t.Cleanup(clk.disarm)
-	for range 100 {
-		require.NoError(t, b.Call(succeed))
-	}
-	require.ErrorIs(t, b.Call(fail), errBoom)
-	for range 4 {
-		growRecords(t, b, clk)
-	}
+	b, mock := stormedBreaker(t, 0)
 	s := b.snap.Load()
-	require.Len(t, *s.recs, maxRecords)
 	for range maxRecords/2 + 1 { // the last takes the middle record, and renews
 		require.ErrorIs(t, b.Call(fail), errBoom)
 	}
@@ -425,19 +414,7 @@ func TestOrderedPendingLetsItsStormArrayGo(t *testing.T) {
 // snapshots turn over faster than stormSpan (250 slow failures a second
 // here) must not make its storm size of records for each.
 func TestOrderedRecordsShrinkWhenReplacedBeforeHalfTaken(t *testing.T) {
-	mock := clock.NewMock()
-	clk := &holdClock{Clock: mock}
-	b := newTestBreaker(t, Config{FailureRateThreshold: 0.99, WindowSize: 10_000, MinimumCalls: 100, SlowCallThreshold: time.Millisecond, Clock: clk})
-	t.Cleanup(clk.disarm)
-	require.True(t, b.ordered())
-	for range 100 {
-		require.NoError(t, b.Call(succeed))
-	}
-	require.ErrorIs(t, b.Call(fail), errBoom) // brings records
-	for range 4 {                             // a storm: 64 -> 128 -> 256 -> 512 -> 1024
-		growRecords(t, b, clk)
-	}
-	require.Len(t, *b.snap.Load().recs, maxRecords)
+	b, mock := stormedBreaker(t, time.Millisecond)
 
 	// The storm is over. Then 0.8 s of ordinary traffic: a call in
 	// twenty fails, and a slow failure comes every 4 ms (250 a second).
@@ -472,7 +449,7 @@ func TestOrderedRecordsShrinkWhenReplacedBeforeHalfTaken(t *testing.T) {
 // Records that ran out grow however late the owner came round: a late
 // owner is what makes them run out.
 func TestOrderedRecordsThatRanOutGrowWhenReplacedLate(t *testing.T) {
-	b, clk, mock := stormBreaker(t)
+	b, clk, mock := stormBreaker(t, 0)
 	s := b.snap.Load()
 	require.Len(t, *s.recs, minRecords)
 	h := clk.arm()
