@@ -162,6 +162,7 @@ func BenchmarkFailureStorm(b *testing.B) {
 	}{
 		{"consecutive", Config{FailureThreshold: 1 << 30}, 1},
 		{"rate", Config{FailureRateThreshold: 0.9, WindowSize: 10_000}, 2},
+		{"time-rate", Config{FailureRateThreshold: 0.9, WindowDuration: 10 * time.Second}, 2},
 		{"should-trip", Config{ShouldTrip: func(Counts) bool { return false }}, 2},
 	}
 	for _, p := range policies {
@@ -193,6 +194,7 @@ func BenchmarkFailureStorm(b *testing.B) {
 					b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
 					b.ReportMetric(float64(flat[len(flat)/2].Nanoseconds()), "p50-ns")
 					b.ReportMetric(float64(flat[len(flat)*99/100].Nanoseconds()), "p99-ns")
+					b.ReportMetric(float64(flat[len(flat)*999/1000].Nanoseconds()), "p999-ns")
 				}
 			})
 		}
