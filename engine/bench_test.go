@@ -144,14 +144,16 @@ func BenchmarkCallOpen(b *testing.B) {
 }
 
 // BenchmarkFailureStorm measures what one breaker absorbs when failures
-// pour in, and what each caller waits, as senders multiply, under three
-// policies that keep the circuit closed:
+// pour in, and what each caller waits (p50, p99 and p99.9), as senders
+// multiply, under four policies that keep the circuit closed:
 //
 //   - consecutive: every call fails, the threshold is out of reach. The
 //     breaker is lean, so failures are tallied without a message.
 //   - rate: every other call fails, under a 90% failure-rate threshold
 //     over a count window. The failures are tallied with their place
 //     among the successes.
+//   - time-rate: the same over a time window of ten 1 s buckets. The
+//     first outcomes of each bucket wait for the owner to publish it.
 //   - should-trip: every other call fails, under a ShouldTrip, which
 //     makes every failure wait for the breaker's goroutine: what it absorbs.
 func BenchmarkFailureStorm(b *testing.B) {

@@ -50,7 +50,7 @@ type Breaker struct {
 	snap     atomic.Pointer[snapshot]
 	rejected *rejections // rejections decided from the snapshot; made on first trip
 	act      actor.Actor[*msg]
-	msgs     atomic.Pointer[sync.Pool] // of *msg, made on first use; see newMsg
+	msgs     atomic.Pointer[sync.Pool] // of *msg, made when one is first recycled; see newMsg and drop
 	engine   *Engine                   // the Engine hosting it, if any
 
 	// Owned by the breaker's goroutine.
@@ -195,8 +195,9 @@ const (
 )
 
 // msg is every message a breaker's goroutine handles. Messages travel by
-// pointer and are recycled, per breaker, so the mailbox stays a few words
-// long and a message costs no allocation.
+// pointer and are recycled, per breaker (or, for a breaker with no pool,
+// through spares), so the mailbox stays a few words long and a message
+// costs no allocation.
 type msg struct {
 	kind    msgKind
 	outcome Outcome
@@ -256,7 +257,7 @@ func (b *Breaker) drop(m *msg) {
 var spares sync.Pool
 
 // pool returns the breaker's message pool, made on first use: most
-// breakers never send a message, and a pool is most of a message's worth.
+// breakers never queue a message, and a pool is most of a message's worth.
 func (b *Breaker) pool() *sync.Pool {
 	if p := b.msgs.Load(); p != nil {
 		return p
@@ -842,7 +843,8 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 // nothing the same goroutine's next call or State could see, and Counts
 // folds the tallies before it answers.
 //
-// It also returns false if s has been retired: the failure is stale.
+// It also returns false if s has been retired: the caller then tries the
+// current snapshot (see Breaker.report), or sends a message.
 func (b *Breaker) failure(s *snapshot) bool {
 	if s.wide.Load() != nil {
 		return false // spread: see snapshot.spreadSuccesses

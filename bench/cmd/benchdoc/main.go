@@ -273,7 +273,7 @@ func write(w io.Writer, results map[string]map[string]*sample, order []string, m
 	p("- Machine: %s; %s/%s; CPU: %s\n", machine, meta["goos"], meta["goarch"], meta["cpu"])
 	p("- Command: `%s`\n", command)
 	p("- Every figure is the median of the run's samples; passes were interleaved so drift hits every library alike. Compare ratios within this page, not absolute numbers across machines.\n")
-	p("- Subjects: this project's entry points (`circuitbreaker-*`), sony/gobreaker v2 (`Execute` and two-step), failsafe-go (`Run` and `TryAcquirePermit`/`Record`), eapache/go-resiliency (minimal: no windows, no half-open limit, no events), cep21/circuit v4.1.0 (the newest the module proxy here serves), afex/hystrix-go, rubyist/circuitbreaker, and two baselines: a direct call and an atomic load + add around it.\n\n")
+	p("- Subjects: this project's entry points (`circuitbreaker-*`), sony/gobreaker v2 (`Execute` and two-step), failsafe-go (`Run` and `TryAcquirePermit`/`Record`), eapache/go-resiliency (minimal: no windows, no half-open limit, no events), cep21/circuit v4.1.0, afex/hystrix-go, rubyist/circuitbreaker, and two baselines: a direct call and an atomic load + add around it.\n\n")
 
 	p("## Targets\n\n")
 	p("Worst of `Call`, `Do`, `Execute` and `Admit`+`Report`, against `gobreaker-Execute` and `eapache`. The ratios are paired: each entry point over the peer in the same pass, measured seconds apart, then the median over passes, and the worst entry point; pairing keeps a burst of noise in one pass from tipping a verdict. Each column is its own worst: the ns/op column is the highest median of ours, and the two ratios need not come from the same entry point.\n\n")
