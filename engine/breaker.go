@@ -782,12 +782,10 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 		if b.quickFailure(s, elapsed) && b.tallyFailure(s) {
 			return
 		}
-		// Its tally was retired but the generation goes on, and the owner
-		// has published since: the failure goes on the current snapshot,
-		// as a quiet outcome does below. Sealing a tally whose records are
+		// As a quiet outcome does below. Sealing a tally whose records are
 		// half taken (see Breaker.renew) retires it under every call in
 		// flight, and a storm of failures has many.
-		if cur := b.snap.Load(); cur != s && cur.gen == p.Gen && !cur.stop && cur.within(now.UnixNano()) && b.quickFailure(cur, elapsed) && b.tallyFailure(cur) {
+		if cur := b.successor(s, p.Gen, now); cur != nil && b.quickFailure(cur, elapsed) && b.tallyFailure(cur) {
 			return
 		}
 	}
@@ -799,13 +797,8 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 	if quiet && s != nil && (o == Ignored || !b.quick) && b.tallyQuiet(s, o) {
 		return
 	}
-	// A tally retired by a seal whose message left the generation as it
-	// was: the owner has published since, so the outcome goes on the
-	// current snapshot, after that message, as if admitted under it. Until
-	// the owner publishes, the current snapshot is the sealed one, and the
-	// outcome waits as a message, below.
 	if quiet && c.snap != nil {
-		if cur := b.snap.Load(); cur != s && cur.gen == p.Gen && !cur.stop && cur.within(now.UnixNano()) && !(o == Success && b.rate && cur.mayTrip()) && b.tallyQuiet(cur, o) {
+		if cur := b.successor(s, p.Gen, now); cur != nil && !(o == Success && b.rate && cur.mayTrip()) && b.tallyQuiet(cur, o) {
 			return
 		}
 	}
@@ -827,6 +820,20 @@ func (b *Breaker) report(c *call, o Outcome, err error) {
 		return
 	}
 	_, _ = b.ask(context.Background(), m)
+}
+
+// successor returns the snapshot an outcome of generation gen whose tally
+// s refused may go on instead, or nil. A tally retired by a seal whose
+// message left the generation as it was: the owner has published since,
+// so the outcome goes on the current snapshot, after that message, as if
+// admitted under it, if that snapshot takes tallies at now. Until the
+// owner publishes, the current snapshot is the sealed one, and the outcome
+// waits as a message.
+func (b *Breaker) successor(s *snapshot, gen uint64, now time.Time) *snapshot {
+	if cur := b.snap.Load(); cur != s && cur.gen == gen && !cur.stop && cur.within(now.UnixNano()) {
+		return cur
+	}
+	return nil
 }
 
 // failure tallies a closed-state failure of a lean breaker (no
