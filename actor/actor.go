@@ -214,6 +214,11 @@ func (a *Actor[M]) Send(ctx context.Context, m M) error {
 		return ErrStopped
 	default:
 	}
+	// A select with room in the mailbox picks at random between queuing
+	// and a ctx already done: look first, so a done ctx never delivers.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	select {
 	case a.inbox <- m:
 		a.schedule()

@@ -707,3 +707,41 @@ func TestTryHandleKeepsEachSendersOrder(t *testing.T) {
 		assert.Equal(t, []string{"B", "X", "Y"}, got, "Y overtook X, sent earlier by the same goroutine")
 	})
 }
+
+// With room in the mailbox, a select would pick at random between queuing
+// and a ctx already done; a caller told ctx.Err() must know nothing was
+// queued.
+func TestDoneCtxNeverDelivers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		handled := 0
+		a := Start(1024, func(int) { handled++ }, nil)
+		defer a.Stop()
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+
+		sent := 0
+		for i := range 200 {
+			if a.Send(done, i) == nil {
+				sent++
+			}
+		}
+		synctest.Wait()
+		assert.Zero(t, sent, "Send with a ctx already done queued %d of 200 messages", sent)
+		assert.Zero(t, handled)
+
+		reply := make(chan int, 1)
+		asked := 0
+		b := Start(1, func(r chan int) { asked++; Reply(r, 1) }, nil)
+		defer b.Stop()
+		for range 200 {
+			_, err := Ask(done, b, reply, reply)
+			assert.ErrorIs(t, err, context.Canceled)
+			synctest.Wait()
+			select { // drain an answer given to an Ask that reported ctx.Err()
+			case <-reply:
+			default:
+			}
+		}
+		assert.Zero(t, asked, "Ask returned ctx.Err() every time, yet the actor handled %d of the 200 requests", asked)
+	})
+}
