@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"reflect"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -108,7 +110,8 @@ type Config struct {
 	plainClassify bool
 
 	// Clock is the breaker's time source. nil means real time; a
-	// *clock.Mock lets tests and simulations drive time by hand.
+	// *clock.Mock lets tests and simulations drive time by hand. A nil
+	// pointer of a clock type is an error, not real time.
 	Clock clock.Clock
 
 	// OnStateChange, if set, is called for every transition, in order,
@@ -118,15 +121,16 @@ type Config struct {
 	OnStateChange func(name string, from, to State)
 
 	// SubscriberBuffer is the channel buffer of each subscription. 0 means
-	// 64.
+	// 64; at most 1 << 20 (1,048,576).
 	SubscriberBuffer int
 }
 
-// The largest windows a Config may ask for: each breaker holds its window
-// in memory.
+// The largest windows and subscriber buffers a Config may ask for: each
+// breaker holds its window, and each subscription its buffer, in memory.
 const (
-	maxWindow  = 1_000_000
-	maxBuckets = 10_000
+	maxWindow    = 1_000_000
+	maxBuckets   = 10_000
+	maxSubBuffer = 1 << 20
 )
 
 // DefaultClassify is the classifier used when Config.Classify is nil: nil
@@ -188,8 +192,12 @@ func (c Config) normalize() (Config, error) {
 		return bad("WindowBuckets", c.WindowBuckets, "must be in [0, 10000]")
 	case c.MinimumCalls < 0:
 		return bad("MinimumCalls", c.MinimumCalls, "must be >= 0")
-	case c.SubscriberBuffer < 0:
-		return bad("SubscriberBuffer", c.SubscriberBuffer, "must be >= 0")
+	case c.SubscriberBuffer < 0 || c.SubscriberBuffer > maxSubBuffer:
+		return bad("SubscriberBuffer", c.SubscriberBuffer, "must be in [0, 1048576]")
+	case nilPointer(c.Clock):
+		// A *clock.Mock field never assigned: caught here, not as a nil
+		// dereference on the breaker's goroutine.
+		return bad("Clock", fmt.Sprintf("(%T)(nil)", c.Clock), "must not be a nil pointer (leave Clock nil for real time)")
 	}
 
 	if c.FailureThreshold == 0 && !c.ratePolicy() && c.ShouldTrip == nil {
@@ -261,4 +269,10 @@ func (c Config) openPeriod(n int) time.Duration {
 		return c.MaxRecoveryTimeout
 	}
 	return time.Duration(d)
+}
+
+// nilPointer reports whether v is an interface holding a nil pointer.
+func nilPointer(v any) bool {
+	r := reflect.ValueOf(v)
+	return r.Kind() == reflect.Pointer && r.IsNil()
 }

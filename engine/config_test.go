@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -106,7 +107,13 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{"MinimumCalls above WindowSize without a rate policy", Config{WindowSize: 10, MinimumCalls: 11},
 			"MinimumCalls", 11, "engine: MinimumCalls must be <= WindowSize, got 11"},
 		{"negative SubscriberBuffer", Config{SubscriberBuffer: -1}, "SubscriberBuffer", -1,
-			"engine: SubscriberBuffer must be >= 0, got -1"},
+			"engine: SubscriberBuffer must be in [0, 1048576], got -1"},
+		// Meant as "unbounded", it would make every Subscribe panic in make.
+		{"huge SubscriberBuffer", Config{SubscriberBuffer: math.MaxInt}, "SubscriberBuffer", math.MaxInt,
+			fmt.Sprintf("engine: SubscriberBuffer must be in [0, 1048576], got %d", math.MaxInt)},
+		// A *clock.Mock field never assigned, the typed nil of Go lore.
+		{"nil *clock.Mock as Clock", Config{Clock: (*clock.Mock)(nil)}, "Clock", "(*clock.Mock)(nil)",
+			"engine: Clock must not be a nil pointer (leave Clock nil for real time), got (*clock.Mock)(nil)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -374,6 +381,7 @@ func FuzzConfig(f *testing.F) {
 		{failureRate: 1, slowCall: 1, slowRate: 1, windowDuration: 10, windowBuckets: 10, minimumCalls: 1},
 		{recovery: math.MaxInt64},
 		{recovery: math.MinInt64, maxRecovery: math.MaxInt64},
+		{subscriberBuffer: math.MaxInt},
 	} {
 		f.Add(s.failureThreshold, s.recovery, s.backoff, s.maxRecovery, s.jitter, s.seed, s.halfOpenProbes,
 			s.successThreshold, s.probeLease, s.failureRate, s.slowCall, s.slowRate, s.windowSize,

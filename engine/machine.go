@@ -256,8 +256,18 @@ func (m *Machine) report(now time.Time, p Permit, o Outcome, err error, hint, el
 // were admitted with p in the closed state and were not slow, as n calls
 // of Report would. A Breaker uses it to fold in outcomes that callers
 // tallied without sending a message. It returns false when the reports
-// are stale.
+// are stale. Any other outcome is applied by n calls of Report, stopping
+// at the first that is stale, since a failure may change the state.
 func (m *Machine) ReportN(now time.Time, p Permit, o Outcome, n uint64) bool {
+	if o != Success && o != Ignored {
+		for i := range n {
+			if !m.Report(now, p, o, nil, 0) {
+				m.c.Stale += n - i - 1 // Report counted its own
+				return false
+			}
+		}
+		return true
+	}
 	if !m.countN(now, p, o, n) {
 		return false
 	}

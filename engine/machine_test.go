@@ -1791,6 +1791,26 @@ func TestMachineReportN(t *testing.T) {
 	assert.Equal(t, 1, m.Counts(h).ProbesInFlight)
 }
 
+// TestMachineReportNFailures: failures are applied one by one, as Report
+// would, never booked as successes; those after the trip are stale.
+func TestMachineReportNFailures(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	m := machNew(t, Config{FailureThreshold: 3})
+	p := machAdmit(t, m, t0)
+	assert.False(t, m.ReportN(t0, p, Failure, 5))
+	assert.Equal(t, Open, m.State())
+	c := m.Counts(t0)
+	assert.Zero(t, c.Successes)
+	assert.Equal(t, uint64(3), c.Failures)
+	assert.Equal(t, uint64(2), c.Stale)
+
+	m.Reset(t0)
+	p = machAdmit(t, m, t0)
+	assert.True(t, m.ReportN(t0, p, Failure, 2))
+	assert.Equal(t, Closed, m.State())
+	assert.Equal(t, uint64(2), m.Counts(t0).ConsecutiveFailures)
+}
+
 func TestMachineOpenErrorCause(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	m := machNew(t, Config{FailureThreshold: 2, RecoveryTimeout: 10 * time.Second})
