@@ -51,7 +51,7 @@ type Breaker struct {
 	rejected *rejections // rejections decided from the snapshot; made on first trip
 	act      actor.Actor[*msg]
 	msgs     atomic.Pointer[sync.Pool] // of *msg, made when one is first recycled; see newMsg and drop
-	engine   *Engine                   // the Engine hosting it, if any
+	engine   atomic.Pointer[Engine]    // the Engine hosting it, if any; let go when the Engine forgets it
 
 	// Owned by the breaker's goroutine.
 	m Machine
@@ -279,6 +279,9 @@ type reply struct {
 	state  State
 	counts Counts
 	sub    <-chan Transition
+	// watched: the breaker has a subscription open (answered with state,
+	// for an Engine deciding whether to forget it).
+	watched bool
 }
 
 // NewBreaker returns a breaker with the given name and policies. It
@@ -1136,10 +1139,24 @@ var retiredStripes = func() *stripes {
 // retiredStripe is retired, as a stripe holds it.
 const retiredStripe = uint64(1) << 63
 
+// tryAsk answers m on this goroutine if the breaker is idle, and reports
+// whether it did; if not, m is the caller's still.
+func (b *Breaker) tryAsk(m *msg) (reply, bool) {
+	m.wait, m.here = true, true
+	if !b.act.TryHandle(m) {
+		m.here = false
+		return reply{}, false
+	}
+	r := m.answer
+	b.drop(m)
+	return r, true
+}
+
 // ask sends a request and waits for the answer. ctx bounds only the wait
 // for mailbox room: once queued, a request may change the state (grant a
-// probe slot, say), so its answer is always collected; it comes in
-// microseconds, or the breaker has stopped. Messages are recycled only
+// probe slot, say), so its answer is always collected, but for a
+// subscription's; it comes in microseconds, or the breaker has stopped
+// (or a ShouldTrip running on it is slow). Messages are recycled only
 // after their answer was received, so a recycled reply channel is always
 // empty.
 func (b *Breaker) ask(ctx context.Context, m *msg) (reply, error) {
@@ -1148,13 +1165,9 @@ func (b *Breaker) ask(ctx context.Context, m *msg) (reply, error) {
 		b.recycle(m) // as Send would have, had it picked ctx
 		return reply{}, err
 	}
-	m.here = true
-	if b.act.TryHandle(m) { // the breaker was idle: this goroutine handled m
-		r := m.answer
-		b.drop(m)
+	if r, ok := b.tryAsk(m); ok {
 		return r, nil
 	}
-	m.here = false
 	if m.reply == nil {
 		m.reply = make(chan reply, 1)
 	}
@@ -1165,10 +1178,19 @@ func (b *Breaker) ask(ctx context.Context, m *msg) (reply, error) {
 		}
 		return reply{}, err
 	}
+	// Most answers must be taken (a probe slot granted has to be handed
+	// back), but a subscription made for a ctx that is done ends with it:
+	// that wait may give up, and leaves m to the garbage collector.
+	var gaveUp <-chan struct{}
+	if m.kind == mSubscribe {
+		gaveUp = ctx.Done()
+	}
 	select {
 	case r := <-m.reply:
 		b.recycle(m)
 		return r, nil
+	case <-gaveUp:
+		return reply{}, ctx.Err()
 	case <-b.act.Done():
 		return reply{}, ErrClosed
 	}
@@ -1218,9 +1240,17 @@ func (b *Breaker) Isolate() { b.control(mIsolate) }
 // recovery then follows as after any trip. It is for signals from outside
 // the breaker, such as fleet mode relaying another replica's trip; reason
 // becomes the transition's Reason. A time not after now, or an isolated
-// circuit, changes nothing.
+// circuit, changes nothing. A time past what Unix nanoseconds can hold
+// (the year 2262) counts as that limit.
 func (b *Breaker) ForceOpen(until time.Time, reason string) {
 	m := b.newMsg(mForceOpen)
+	// The deadline travels in nanoseconds, where a far date such as year
+	// 9999 would overflow into the past and change nothing.
+	if last := time.Unix(0, math.MaxInt64); until.After(last) {
+		until = last
+	} else if first := time.Unix(0, math.MinInt64); until.Before(first) {
+		until = first
+	}
 	m.elapsed = time.Duration(until.UnixNano())
 	m.err = errors.New(reason)
 	_, _ = b.ask(context.Background(), m)
@@ -1295,6 +1325,7 @@ func (b *Breaker) handle(m *msg) {
 	case mState:
 		b.m.Advance(now)
 		r.state = b.m.State()
+		r.watched = b.x != nil && b.x.hub != nil && b.x.hub.Len() > 0
 	case mCounts:
 		b.m.Advance(now)
 		r.counts = b.m.Counts(now)
@@ -1400,8 +1431,8 @@ func (b *Breaker) publish(now time.Time) {
 			}
 			x.runner.Post(t)
 		}
-		if b.engine != nil {
-			b.engine.feed(t)
+		if e := b.engine.Load(); e != nil {
+			e.feed(t)
 		}
 	}
 	at, ok := b.m.Deadline()
@@ -1558,8 +1589,8 @@ func (b *Breaker) exit() {
 	if b.x != nil && b.x.hub != nil {
 		b.x.hub.Close()
 	}
-	if b.engine != nil {
-		b.engine.forget(b)
+	if e := b.engine.Load(); e != nil {
+		e.forget(b)
 	}
 }
 

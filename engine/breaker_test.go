@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"strconv"
 	"sync"
@@ -976,6 +977,58 @@ func TestForceOpen(t *testing.T) {
 	assert.Equal(t, mock.Now().Add(30*time.Second), oe.Until)
 	mock.Add(30 * time.Second)
 	require.Equal(t, HalfOpen, b.State())
+}
+
+// TestSubscribeGivesUpWithCtx: a Subscribe queued behind a slow ShouldTrip
+// returns when its ctx is done, with a closed channel.
+func TestSubscribeGivesUpWithCtx(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release, entered := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		b := newTestBreaker(t, Config{ShouldTrip: func(Counts) bool {
+			once.Do(func() { close(entered) })
+			<-release
+			return false
+		}})
+		go func() { _ = b.Call(fail) }() // runs ShouldTrip, which stalls
+		<-entered
+
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		returned := make(chan struct{})
+		var sub <-chan Transition
+		go func() { sub = b.Subscribe(ctx); close(returned) }()
+		time.Sleep(time.Minute) // ctx expired 59s ago
+		synctest.Wait()
+		select {
+		case <-returned:
+			_, open := <-sub
+			assert.False(t, open, "the channel of a Subscribe that gave up is closed")
+		default:
+			assert.Fail(t, "Subscribe still waiting a minute after its ctx expired")
+		}
+		close(release)
+		<-returned
+		synctest.Wait() // the breaker drops the subscription it made for the done ctx
+	})
+}
+
+// TestForceOpenFarFuture: "until further notice" written as a far date
+// opens the circuit; its nanoseconds would overflow into the past.
+func TestForceOpenFarFuture(t *testing.T) {
+	mock := clock.NewMock()
+	b := newTestBreaker(t, Config{Clock: mock})
+	b.ForceOpen(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), "maintenance")
+	require.Equal(t, Open, b.State())
+	var oe *OpenError
+	require.ErrorAs(t, b.Call(succeed), &oe)
+	assert.Equal(t, time.Unix(0, math.MaxInt64), oe.Until)
+	mock.Add(100 * 365 * 24 * time.Hour)
+	assert.Equal(t, Open, b.State())
+
+	b.Reset()
+	b.ForceOpen(time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), "long past") // would overflow into the future
+	assert.Equal(t, Closed, b.State())
 }
 
 // TestSnapshotBeforeSubscribers: a subscriber that sees a transition and

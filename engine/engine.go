@@ -95,9 +95,10 @@ type Option func(*Engine)
 // last call. A later
 // [Engine.Breaker] with the same name makes a fresh one. A forgotten
 // breaker is not closed: a caller that still holds it keeps a working
-// breaker, just no longer the engine's, so with this option look breakers
-// up by name for each use. Breakers made with [Engine.NewBreaker] or with
-// a Config.OnStateChange callback are kept. 0, the default, keeps every
+// breaker, just no longer the engine's (its transitions leave the engine's
+// stream, and Close leaves it open), so with this option look breakers up
+// by name for each use. Breakers made with [Engine.NewBreaker], with a
+// Config.OnStateChange callback, or with a subscription open are kept. 0, the default, keeps every
 // breaker until Close; d must not be negative.
 func WithIdleTimeout(d time.Duration) Option { return func(e *Engine) { e.idle = d } }
 
@@ -226,7 +227,6 @@ func (e *Engine) handle(m engineMsg) {
 		}
 		actor.Reply(m.reply, r)
 	case eTransition:
-		m.t.Missed = e.dropped.Swap(0)
 		e.hub.Publish(m.t)
 	case eSubscribe:
 		actor.Reply(m.reply, engineReply{sub: e.hub.Subscribe(m.ctx, e.defaults.SubscriberBuffer, func(id uint64) {
@@ -244,17 +244,19 @@ func (e *Engine) handle(m engineMsg) {
 
 func (e *Engine) add(name string, cfg *Config) *Breaker {
 	b := newBreaker(name, cfg)
-	b.engine = e
+	b.engine.Store(e)
 	e.breakers.Store(name, b)
 	return b
 }
 
 // feed takes a breaker's transition for the engine's stream. A breaker
 // never waits on the engine: a transition that finds the mailbox full is
-// counted and reported as missed.
+// counted and reported as missed, on the next transition queued: one
+// already in the mailbox came before the loss.
 func (e *Engine) feed(t Transition) {
+	t.Missed = e.dropped.Swap(0)
 	if !e.act.TrySend(engineMsg{kind: eTransition, t: t}) {
-		e.dropped.Add(1)
+		e.dropped.Add(t.Missed + 1)
 	}
 }
 
@@ -271,8 +273,10 @@ const idleSweeps = 2
 // A forgotten breaker is not closed: it holds no goroutine, so whoever
 // still has it (a call in flight, a caller that looked it up just before)
 // keeps a working breaker, and the garbage collector takes it when nobody
-// does. Breakers made with NewBreaker, or with an OnStateChange callback,
-// are never forgotten.
+// does. It is no longer the engine's: its transitions leave the engine's
+// stream, where its name may soon be a new breaker's, and Close leaves it
+// alone. Breakers made with NewBreaker, with an OnStateChange callback, or
+// with a subscription open are never forgotten: someone is watching them.
 func (e *Engine) evictIdle() {
 	e.breakers.Range(func(_, v any) bool {
 		b := v.(*Breaker)
@@ -280,7 +284,18 @@ func (e *Engine) evictIdle() {
 		if b.cfg != e.defaults /* made by NewBreaker */ || b.cfg.OnStateChange != nil || s.state != Closed || s.stop || b.idle.Add(1) <= idleSweeps {
 			return true
 		}
+		// Only the breaker's goroutine knows its subscriptions. An idle one
+		// answers on this goroutine; a busy one is not idle, and waiting on
+		// it could wait on a ShouldTrip that waits on the engine.
+		m := b.newMsg(mState)
+		if r, ok := b.tryAsk(m); !ok || r.watched || r.state != Closed {
+			if !ok {
+				b.drop(m)
+			}
+			return true
+		}
 		e.forget(b)
+		b.engine.Store(nil)
 		return true
 	})
 }

@@ -143,6 +143,32 @@ func TestEngineSubscriberMissed(t *testing.T) {
 	})
 }
 
+// Transitions the engine's mailbox had no room for are counted on the
+// next transition queued after them: each one's Missed tells exactly the
+// gap before it.
+func TestEngineMissedLandsAfterTheGap(t *testing.T) {
+	// One processor: the engine's goroutine waits while this one fills its
+	// mailbox, in microseconds.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	e, err := New(Config{SubscriberBuffer: 4096})
+	require.NoError(t, err)
+	all := e.Subscribe(t.Context())
+	for i := range uint64(2000) {
+		e.feed(Transition{Name: "x", Seq: i + 1})
+	}
+	e.Breaker("y")                           // answered once the engine has emptied its mailbox
+	e.feed(Transition{Name: "x", Seq: 2001}) // and carries what the flood lost
+	require.NoError(t, e.Close())
+	var last, lost uint64
+	for tr := range all {
+		lost += tr.Missed
+		require.Equal(t, last+tr.Missed+1, tr.Seq, "#%d after #%d", tr.Seq, last)
+		last = tr.Seq
+	}
+	assert.Equal(t, uint64(2001), last)
+	assert.Positive(t, lost, "the mailbox holds 1024: some of 2000 were dropped")
+}
+
 func TestEngineEvictsIdleBreakers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newTestEngine(t, Config{FailureThreshold: 1}, WithIdleTimeout(time.Minute))
@@ -205,6 +231,66 @@ func TestEngineKeepsCustomAndCallbackBreakers(t *testing.T) {
 		assert.Same(t, custom, got, "its own config is not swapped for the defaults")
 		_, ok = e.Lookup("watched")
 		assert.True(t, ok)
+	})
+}
+
+// A breaker with a subscription open is watched: it is kept, and the
+// engine's Close ends the subscription. Once the subscription ends, it is
+// forgotten like any other.
+func TestEngineKeepsSubscribedBreakers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, err := New(Config{}, WithIdleTimeout(time.Minute))
+		require.NoError(t, err)
+		b := e.Breaker("x")
+		ctx, cancel := context.WithCancel(t.Context())
+		sub := b.Subscribe(ctx)
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		got, ok := e.Lookup("x")
+		require.True(t, ok, "subscribed: kept")
+		assert.Same(t, b, got)
+
+		cancel()
+		_, open := <-sub
+		require.False(t, open)
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		_, ok = e.Lookup("x")
+		assert.False(t, ok, "no longer watched: forgotten")
+
+		kept := e.Breaker("y")
+		sub = kept.Subscribe(t.Context())
+		require.NoError(t, e.Close())
+		_, open = <-sub
+		assert.False(t, open, "the engine's Close closes the subscriptions of its breakers")
+	})
+}
+
+// A forgotten breaker is no longer the engine's: its transitions leave the
+// engine's stream, where its name is a new breaker's now.
+func TestEngineForgottenBreakerLeavesTheStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newTestEngine(t, Config{FailureThreshold: 1}, WithIdleTimeout(time.Minute))
+		all := e.Subscribe(t.Context())
+		old := e.Breaker("x")
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		_, ok := e.Lookup("x")
+		require.False(t, ok)
+
+		require.Error(t, old.Call(fail))
+		require.Equal(t, Open, old.State(), "it still works for whoever holds it")
+		synctest.Wait()
+		select {
+		case tr := <-all:
+			assert.Fail(t, "the stream has a transition of a breaker the engine forgot", "%+v", tr)
+		default:
+		}
+		fresh := e.Breaker("x")
+		require.Error(t, fresh.Call(fail))
+		tr := <-all
+		assert.Equal(t, Open, tr.To, "the new breaker's transitions are on the stream")
+		require.NoError(t, old.Close())
 	})
 }
 
