@@ -9,10 +9,12 @@ import (
 	"github.com/nodus/circuitbreaker/engine"
 )
 
-// BreakerClient is a [Client] (and a [Streamer], if the client it wraps is
-// one) whose calls go through two breakers: "llm/<provider>" and
-// "llm/<provider>/<model>". [Kind] says how each failure counts on each.
-// Create one with [NewBreakerClient]; it is safe for concurrent use.
+// BreakerClient is a [Client] whose calls go through two breakers:
+// "llm/<provider>" and "llm/<provider>/<model>". [Kind] says how each
+// failure counts on each. It always has a ChatStream method, which streams
+// only if the client it wraps is a [Streamer]; [Fallback] skips it for
+// streams when that client is not. Create one with [NewBreakerClient]; it
+// is safe for concurrent use.
 type BreakerClient struct {
 	client   Client
 	provider string
@@ -43,7 +45,8 @@ func WithDefaultModel(model string) BreakerOption {
 
 // WithRetryAfterLimits clamps how long a provider's Retry-After may hold a
 // model's circuit open. The default is [1s, 2m]; the breaker's own
-// Config.MaxRecoveryTimeout caps it too.
+// Config.MaxRecoveryTimeout caps it too. The circuit stays open for the
+// longer of the clamped wait and the breaker's own recovery period.
 func WithRetryAfterLimits(least, most time.Duration) BreakerOption {
 	return func(c *BreakerClient) { c.raMin, c.raMax = least, most }
 }
@@ -162,6 +165,10 @@ func (c *BreakerClient) ChatStream(ctx context.Context, msgs []Message, opts ...
 		outcome = nil
 	}
 }
+
+// canStream reports whether the wrapped client can stream, so that
+// [Fallback] skips a BreakerClient whose ChatStream could only fail.
+func (c *BreakerClient) canStream() bool { return canStream(c.client) }
 
 // errAbandoned marks a stream its caller stopped reading.
 var errAbandoned = errors.New("llm: stream abandoned by the caller")

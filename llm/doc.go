@@ -10,9 +10,9 @@
 // call needs both to admit it. Errors are sorted into a [Kind] first, and
 // the kind decides which breaker, if any, counts the call as a failure: a
 // bad request or a caller that gave up never does. A rate limit that says
-// when to come back (Retry-After) opens the model's breaker for that long
-// at once, and an exhausted quota opens the provider's breaker for a long
-// while.
+// when to come back (Retry-After) opens the model's breaker at once, for
+// at least that long, and an exhausted quota opens the provider's breaker
+// for a long while.
 //
 // [Fallback] tries a list of clients in order, skipping those whose circuit
 // is open without touching the network. Streams ([Streamer]) count as one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -25,7 +26,7 @@ import (
 //
 // A call with no model breaker (no model named) counts model failures on
 // the provider's breaker. A Retry-After on a rate limit, overload or server
-// error opens the model's breaker for that long at once (see
+// error opens the model's breaker at once, for at least that long (see
 // [WithRetryAfterLimits]), and an exhausted quota opens the provider's (see
 // [WithQuotaOpen]).
 type Kind string
@@ -33,16 +34,16 @@ type Kind string
 // The kinds of failed call.
 const (
 	KindRateLimited    Kind = "rate_limited"    // 429: too many requests for now
-	KindQuotaExhausted Kind = "quota_exhausted" // out of credit or over a spend limit
+	KindQuotaExhausted Kind = "quota_exhausted" // 402: out of credit or over a spend limit
 	KindOverloaded     Kind = "overloaded"      // 529 / 503: the provider is overloaded
-	KindServerError    Kind = "server_error"    // other 5xx
+	KindServerError    Kind = "server_error"    // other 5xx, or an answer that is not what the API sends
 	KindTimeout        Kind = "timeout"         // the call or the caller's deadline timed out
-	KindTransport      Kind = "transport"       // no HTTP answer: connection refused, reset, DNS...
+	KindTransport      Kind = "transport"       // no HTTP answer, or one cut off: connection refused, reset, DNS...
 	KindAuth           Kind = "auth"            // 401, 403: the key is not good
 	KindNotFound       Kind = "not_found"       // 404: no such model
 	KindBadRequest     Kind = "bad_request"     // 400, 413, 422, or refused before any network call
 	KindCanceled       Kind = "canceled"        // the caller gave up
-	KindTruncated      Kind = "truncated"       // a stream that ended before it finished
+	KindTruncated      Kind = "truncated"       // a stream that ended before it finished, or was cut off
 )
 
 // CallError is a failed call, classified. It unwraps to the provider's
@@ -131,11 +132,33 @@ func KindOf(err error) Kind {
 	return KindTransport
 }
 
+// KindOfBrokenAnswer sorts, for adapters, an error about an answer that
+// arrived but could not be read: the far end failed, not the request, so
+// it is never KindBadRequest. A body cut off is KindTruncated in a stream
+// (streaming) and KindTransport otherwise; a network error is KindOf's;
+// anything else (a body or an event that is not the JSON the API sends)
+// is KindServerError.
+func KindOfBrokenAnswer(err error, streaming bool) Kind {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		if streaming {
+			return KindTruncated
+		}
+		return KindTransport
+	case errors.As(err, &ne):
+		return KindOf(err)
+	}
+	return KindServerError
+}
+
 // KindForStatus maps an HTTP status to a kind, for adapters. Quota
-// exhaustion travels as a 429 or 403 with a provider-specific code, so
-// adapters check for it first.
+// exhaustion travels as a 402 Payment Required, or as a 429, 403 or 400
+// with a provider-specific code, so adapters check for it first.
 func KindForStatus(status int) Kind {
 	switch {
+	case status == http.StatusPaymentRequired:
+		return KindQuotaExhausted
 	case status == http.StatusTooManyRequests:
 		return KindRateLimited
 	case status == 529, status == http.StatusServiceUnavailable:
@@ -154,26 +177,38 @@ func KindForStatus(status int) Kind {
 
 // ParseRetryAfter reads how long a response asks the caller to wait, for
 // adapters: the retry-after-ms header (milliseconds) if present and valid,
-// else Retry-After, in seconds or as an HTTP date relative to now. It
-// returns false if neither is present and valid.
+// else Retry-After, in seconds or as an HTTP date relative to now. Numbers
+// must be digits only, as RFC 9110's delay-seconds are; a delay too long
+// for a time.Duration is reported as the longest one, for the caller's
+// limits to clamp. It returns false if neither is present and valid.
 func ParseRetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	if v := strings.TrimSpace(h.Get("Retry-After-Ms")); v != "" {
-		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms >= 0 && ms < math.MaxInt64/float64(time.Millisecond) {
-			return time.Duration(ms * float64(time.Millisecond)), true
+		if d, ok := parseDelay(v, time.Millisecond); ok {
+			return d, true
 		}
 	}
 	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
 		return 0, false
 	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil {
-		if s >= 0 && s < math.MaxInt64/float64(time.Second) {
-			return time.Duration(s * float64(time.Second)), true
-		}
-		return 0, false
+	if d, ok := parseDelay(v, time.Second); ok {
+		return d, true
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return max(t.Sub(now), 0), true
 	}
 	return 0, false
+}
+
+// parseDelay reads v, a count of unit made of digits only, saturating at
+// the longest time.Duration.
+func parseDelay(v string, unit time.Duration) (time.Duration, bool) {
+	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n > uint64(math.MaxInt64/unit) {
+		return math.MaxInt64, true // out of range: far too long anyway
+	}
+	return time.Duration(n) * unit, true
 }

@@ -74,16 +74,17 @@ func (f *FallbackClient) Chat(ctx context.Context, msgs []Message, opts ...Optio
 }
 
 // ChatStream streams from the first client that starts a stream. Clients
-// that are not Streamers are skipped. Once a chunk has reached the caller,
+// that cannot stream are skipped: those that are not Streamers, and a
+// [BreakerClient] or [Pin] around one. Once a chunk has reached the caller,
 // an error ends the stream instead of falling back.
 func (f *FallbackClient) ChatStream(ctx context.Context, msgs []Message, opts ...Option) iter.Seq2[Chunk, error] {
 	return func(yield func(Chunk, error) bool) {
 		var errs []error
 		for _, c := range f.clients {
-			s, ok := c.(Streamer)
-			if !ok {
+			if !canStream(c) {
 				continue
 			}
+			s := c.(Streamer)
 			started := false
 			var failed error
 			for chunk, err := range s.ChatStream(ctx, msgs, opts...) {
@@ -103,6 +104,30 @@ func (f *FallbackClient) ChatStream(ctx context.Context, msgs []Message, opts ..
 		}
 		yield(Chunk{}, allFailed(errs))
 	}
+}
+
+// canStream reports whether c can stream: it is a Streamer and, if it
+// wraps another client as [BreakerClient], [Pin] and [Fallback] do (and
+// have a ChatStream method whatever they wrap), what it wraps can stream.
+func canStream(c Client) bool {
+	s, ok := c.(Streamer)
+	if !ok {
+		return false
+	}
+	if w, ok := s.(interface{ canStream() bool }); ok {
+		return w.canStream()
+	}
+	return true
+}
+
+// canStream reports whether any target can stream.
+func (f *FallbackClient) canStream() bool {
+	for _, c := range f.clients {
+		if canStream(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // fallsBack reports whether another target might do better after err.
@@ -161,6 +186,8 @@ type pinnedStreamer struct {
 	pinned
 	s Streamer
 }
+
+func (p pinnedStreamer) canStream() bool { return canStream(p.client) }
 
 func (p pinnedStreamer) ChatStream(ctx context.Context, msgs []Message, opts ...Option) iter.Seq2[Chunk, error] {
 	return p.s.ChatStream(ctx, msgs, append(opts[:len(opts):len(opts)], WithModel(p.model))...)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"math"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -349,29 +351,50 @@ func TestOwnEngine(t *testing.T) {
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
+		name string
 		h    http.Header
 		want time.Duration
 		ok   bool
 	}{
-		{http.Header{"Retry-After": {"7"}}, 7 * time.Second, true},
-		{http.Header{"Retry-After": {"1.5"}}, 1500 * time.Millisecond, true},
-		{http.Header{"Retry-After-Ms": {"250"}, "Retry-After": {"7"}}, 250 * time.Millisecond, true},
-		{http.Header{"Retry-After": {"Fri, 27 Nov 2026 12:00:30 GMT"}}, 30 * time.Second, true},
-		{http.Header{"Retry-After": {"Fri, 27 Nov 2026 11:00:00 GMT"}}, 0, true},
-		{http.Header{"Retry-After": {"-3"}}, 0, false},
-		{http.Header{"Retry-After": {"soon"}}, 0, false},
-		{http.Header{"Retry-After": {"1e300"}}, 0, false},
-		{http.Header{"Retry-After-Ms": {"NaN"}}, 0, false},
-		{http.Header{}, 0, false},
+		{"seconds", http.Header{"Retry-After": {"7"}}, 7 * time.Second, true},
+		{"seconds with spaces", http.Header{"Retry-After": {"  20 "}}, 20 * time.Second, true},
+		{"zero", http.Header{"Retry-After": {"0"}}, 0, true},
+		{"ms wins", http.Header{"Retry-After-Ms": {"250"}, "Retry-After": {"7"}}, 250 * time.Millisecond, true},
+		{"lower-case ms header", http.Header{http.CanonicalHeaderKey("retry-after-ms"): {"250"}}, 250 * time.Millisecond, true},
+		{"IMF-fixdate", http.Header{"Retry-After": {"Fri, 27 Nov 2026 12:00:30 GMT"}}, 30 * time.Second, true},
+		{"RFC 850 date", http.Header{"Retry-After": {"Friday, 27-Nov-26 12:00:30 GMT"}}, 30 * time.Second, true},
+		{"asctime date", http.Header{"Retry-After": {"Fri Nov 27 12:00:30 2026"}}, 30 * time.Second, true},
+		{"past date", http.Header{"Retry-After": {"Fri, 27 Nov 2026 11:00:00 GMT"}}, 0, true},
+		{"junk ms falls back", http.Header{"Retry-After-Ms": {"soon"}, "Retry-After": {"9"}}, 9 * time.Second, true},
+		{"negative ms falls back", http.Header{"Retry-After-Ms": {"-5"}, "Retry-After": {"9"}}, 9 * time.Second, true},
+		// A valid delay too long for a time.Duration saturates, for the
+		// caller's limits to clamp.
+		{"huge seconds", http.Header{"Retry-After": {"99999999999"}}, math.MaxInt64, true},
+		{"huge ms", http.Header{"Retry-After-Ms": {"99999999999999999"}}, math.MaxInt64, true},
+		{"beyond uint64", http.Header{"Retry-After": {"999999999999999999999999"}}, math.MaxInt64, true},
+		// delay-seconds is 1*DIGIT (RFC 9110 10.2.3).
+		{"fraction", http.Header{"Retry-After": {"1.5"}}, 0, false},
+		{"exponent", http.Header{"Retry-After": {"1e3"}}, 0, false},
+		{"huge exponent", http.Header{"Retry-After": {"1e300"}}, 0, false},
+		{"plus sign", http.Header{"Retry-After": {"+5"}}, 0, false},
+		{"hex float", http.Header{"Retry-After": {"0x1p4"}}, 0, false},
+		{"negative", http.Header{"Retry-After": {"-3"}}, 0, false},
+		{"junk", http.Header{"Retry-After": {"soon"}}, 0, false},
+		{"NaN ms", http.Header{"Retry-After-Ms": {"NaN"}}, 0, false},
+		{"Inf", http.Header{"Retry-After": {"Inf"}}, 0, false},
+		{"bad date", http.Header{"Retry-After": {"Fri, 32 Nov 2026 12:00:30 GMT"}}, 0, false},
+		{"absent", http.Header{}, 0, false},
 	} {
-		got, ok := ParseRetryAfter(tc.h, now)
-		assert.Equal(t, tc.ok, ok, "%v", tc.h)
-		assert.Equal(t, tc.want, got, "%v", tc.h)
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := ParseRetryAfter(tc.h, now)
+			assert.Equal(t, tc.ok, ok)
+			assert.Equal(t, tc.want, got)
+		})
 	}
 }
 
 func FuzzParseRetryAfter(f *testing.F) {
-	for _, s := range []string{"7", "1.5", "-1", "NaN", "Inf", "1e308", "Fri, 27 Nov 2026 12:00:30 GMT", ""} {
+	for _, s := range []string{"7", "1.5", "-1", "+5", "0x1p4", "NaN", "Inf", "1e308", "99999999999", "Fri, 27 Nov 2026 12:00:30 GMT", ""} {
 		f.Add(s, s)
 	}
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -390,12 +413,44 @@ func FuzzParseRetryAfter(f *testing.F) {
 		if d < 0 {
 			t.Fatalf("negative wait %s for %q / %q", d, ms, s)
 		}
+		// Every HTTP date has a space; anything else must be digits only.
+		if v := strings.TrimSpace(h.Get("Retry-After")); ok && ms == "" && !strings.Contains(v, " ") && strings.Trim(v, "0123456789") != "" {
+			t.Fatalf("accepted %q, which is neither digits nor a date", v)
+		}
 	})
+}
+
+// A huge Retry-After opens the model's circuit at once, for the limit.
+func TestHugeRetryAfterOpensForTheLimit(t *testing.T) {
+	h := newHarness(t)
+	d, ok := ParseRetryAfter(http.Header{"Retry-After": {"99999999999"}}, time.Now())
+	require.True(t, ok)
+	f := &fake{err: &CallError{Kind: KindRateLimited, StatusCode: 429, RetryAfter: d}}
+	c := NewBreakerClient(f, "acme", WithEngine(h.e), WithDefaultModel("m1"), WithRetryAfterLimits(time.Second, 30*time.Second))
+	_, _ = c.Chat(t.Context(), msgs)
+	_, err := c.Chat(t.Context(), msgs)
+	var open *CircuitOpenError
+	require.ErrorAs(t, err, &open)
+	assert.Equal(t, 30*time.Second, open.RetryAfter)
+	assert.Equal(t, int64(1), f.calls.Load())
+}
+
+// A Retry-After shorter than the breaker's recovery period opens the
+// circuit for the recovery period: the Retry-After is a floor.
+func TestRetryAfterIsAFloor(t *testing.T) {
+	h := newHarness(t) // RecoveryTimeout 10s
+	f := &fake{err: &CallError{Kind: KindRateLimited, StatusCode: 429, RetryAfter: 5 * time.Second}}
+	c := h.client(f)
+	_, _ = c.Chat(t.Context(), msgs)
+	_, err := c.Chat(t.Context(), msgs)
+	var open *CircuitOpenError
+	require.ErrorAs(t, err, &open)
+	assert.Equal(t, 10*time.Second, open.RetryAfter)
 }
 
 func TestKindForStatus(t *testing.T) {
 	for status, want := range map[int]Kind{
-		400: KindBadRequest, 401: KindAuth, 403: KindAuth, 404: KindNotFound, 408: KindTimeout,
+		400: KindBadRequest, 401: KindAuth, 402: KindQuotaExhausted, 403: KindAuth, 404: KindNotFound, 408: KindTimeout,
 		413: KindBadRequest, 422: KindBadRequest, 429: KindRateLimited, 500: KindServerError,
 		502: KindServerError, 503: KindOverloaded, 504: KindTimeout, 529: KindOverloaded,
 	} {
@@ -429,4 +484,57 @@ func TestPanickingClientCountsAsFailure(t *testing.T) {
 	pb, _ := c.Breakers("m")
 	assert.Equal(t, uint64(2), pb.Counts().Failures)
 	assert.Equal(t, engine.Open, pb.State(), "two failures open the provider")
+}
+
+// chatOnly is a Client that cannot stream.
+type chatOnly struct{ f *fake }
+
+func (c chatOnly) Chat(ctx context.Context, msgs []Message, opts ...Option) (*Response, error) {
+	return c.f.Chat(ctx, msgs, opts...)
+}
+
+// A BreakerClient, or a Pin of one, around a client that cannot stream is
+// skipped by a Fallback stream, as a client that is not a Streamer is.
+func TestFallbackStreamSkipsBreakerClientOverNonStreamer(t *testing.T) {
+	h := newHarness(t)
+	inner := &fake{}
+	a := NewBreakerClient(chatOnly{inner}, "chat-only", WithEngine(h.e))
+	b := NewBreakerClient(&fake{chunks: []Chunk{{Content: "hi", FinishReason: "stop"}}}, "streams", WithEngine(h.e))
+	for name, f := range map[string]*FallbackClient{
+		"BreakerClient": Fallback(a, b),
+		"Pin":           Fallback(Pin(a, "m1"), Pin(b, "m2")),
+		"nested":        Fallback(Fallback(a), b),
+	} {
+		t.Run(name, func(t *testing.T) {
+			text, err := collectStream(f.ChatStream(t.Context(), msgs))
+			require.NoError(t, err)
+			assert.Equal(t, "hi", text)
+		})
+	}
+	assert.Zero(t, inner.calls.Load())
+
+	// Called directly, it still says it cannot stream.
+	_, err := collectStream(a.ChatStream(t.Context(), msgs))
+	assert.ErrorIs(t, err, errors.ErrUnsupported)
+}
+
+// Chat's errors that are not CallErrors, as docs/llm.md and the README's
+// example have them: ctx.Err() before admission and engine.ErrClosed.
+func TestChatErrorsBeforeAdmission(t *testing.T) {
+	c := NewBreakerClient(&fake{}, "openai", WithDefaultModel("gpt-4o-mini"))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	resp, err := c.Chat(ctx, msgs)
+	assert.Nil(t, resp)
+	require.ErrorIs(t, err, context.Canceled)
+	var ce *CallError
+	var open *CircuitOpenError
+	assert.False(t, errors.As(err, &ce))
+	assert.False(t, errors.As(err, &open))
+
+	require.NoError(t, c.Close())
+	resp, err = c.Chat(t.Context(), msgs)
+	assert.Nil(t, resp)
+	require.ErrorIs(t, err, engine.ErrClosed)
+	assert.False(t, errors.As(err, &ce))
 }

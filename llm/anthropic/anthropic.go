@@ -2,9 +2,13 @@ package anthropic
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"iter"
+	"net/http"
 	"net/url"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
@@ -87,21 +91,31 @@ func (c *Client) params(msgs []llm.Message, opts []llm.Option) (anthropic.Messag
 	return p, model
 }
 
-func (c *Client) requestOptions() []option.RequestOption {
+// requestOptions returns the options of one request. They record in
+// answered whether the server's answer arrived, so that classify can tell
+// an error the SDK raised before sending from one about the answer.
+func (c *Client) requestOptions(answered *atomic.Bool) []option.RequestOption {
 	opts := c.extra[:len(c.extra):len(c.extra)]
 	if !c.retries {
 		opts = append(opts, option.WithMaxRetries(0))
 	}
-	return opts
+	return append(opts, option.WithMiddleware(func(r *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+		res, err := next(r)
+		if err == nil {
+			answered.Store(true)
+		}
+		return res, err
+	}))
 }
 
 // Chat sends a messages request and returns the text of the reply. Its
 // errors are of type [*llm.CallError].
 func (c *Client) Chat(ctx context.Context, msgs []llm.Message, opts ...llm.Option) (*llm.Response, error) {
 	p, model := c.params(msgs, opts)
-	msg, err := c.client.Messages.New(ctx, p, c.requestOptions()...)
+	var answered atomic.Bool
+	msg, err := c.client.Messages.New(ctx, p, c.requestOptions(&answered)...)
 	if err != nil {
-		return nil, classify(err, model)
+		return nil, classify(err, model, answered.Load(), false)
 	}
 	resp := &llm.Response{
 		Model:        string(msg.Model),
@@ -122,7 +136,8 @@ func (c *Client) Chat(ctx context.Context, msgs []llm.Message, opts ...llm.Optio
 func (c *Client) ChatStream(ctx context.Context, msgs []llm.Message, opts ...llm.Option) iter.Seq2[llm.Chunk, error] {
 	return func(yield func(llm.Chunk, error) bool) {
 		p, model := c.params(msgs, opts)
-		stream := c.client.Messages.NewStreaming(ctx, p, c.requestOptions()...)
+		var answered atomic.Bool
+		stream := c.client.Messages.NewStreaming(ctx, p, c.requestOptions(&answered)...)
 		defer stream.Close()
 		finished := false
 		var stop string
@@ -154,7 +169,7 @@ func (c *Client) ChatStream(ctx context.Context, msgs []llm.Message, opts ...llm
 			}
 		}
 		if err := stream.Err(); err != nil {
-			yield(llm.Chunk{}, classify(err, model))
+			yield(llm.Chunk{}, classify(err, model, answered.Load(), true))
 			return
 		}
 		if !finished {
@@ -177,8 +192,13 @@ var kindOfType = map[string]llm.Kind{
 	"overloaded_error":      llm.KindOverloaded,
 }
 
-// classify maps an SDK error to a *llm.CallError.
-func classify(err error, model string) error {
+// lowCredit starts the message of the 400 invalid_request_error Anthropic
+// answers an account out of credit with.
+const lowCredit = "your credit balance is too low"
+
+// classify maps an SDK error to a *llm.CallError. answered says whether
+// the server's answer arrived, streaming whether err ended a stream.
+func classify(err error, model string, answered, streaming bool) error {
 	ce := &llm.CallError{Provider: Provider, Model: model, Err: err}
 	var apiErr *anthropic.Error
 	var urlErr *url.Error
@@ -194,6 +214,11 @@ func classify(err error, model string) error {
 		case anthropic.ErrorCodeEnforcedSpendLimitReached, anthropic.ErrorCodeContractSpendLimitReached:
 			ce.Kind = llm.KindQuotaExhausted // sent as a 429, but no wait will fix it
 		}
+		if ce.Kind == llm.KindBadRequest && strings.HasPrefix(strings.ToLower(errorMessage(apiErr)), lowCredit) {
+			// Out of credit comes as a 400 invalid_request_error, with only
+			// the message to tell it from a bad request.
+			ce.Kind = llm.KindQuotaExhausted
+		}
 		if res := apiErr.Response; res != nil {
 			if ce.RequestID == "" {
 				ce.RequestID = res.Header.Get("request-id")
@@ -204,10 +229,23 @@ func classify(err error, model string) error {
 		}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.As(err, &urlErr):
 		ce.Kind = llm.KindOf(err)
-	default:
+	case !answered:
 		// Raised by the SDK before any request went out, such as "streaming
 		// is required" for a large max_tokens.
 		ce.Kind = llm.KindBadRequest
+	default:
+		ce.Kind = llm.KindOfBrokenAnswer(err, streaming)
 	}
 	return ce
+}
+
+// errorMessage returns the message of an API error's body, if it has one.
+func errorMessage(apiErr *anthropic.Error) string {
+	var body struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal([]byte(apiErr.RawJSON()), &body)
+	return body.Error.Message
 }

@@ -1,6 +1,7 @@
 package anthropic
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -209,4 +210,99 @@ func TestBehindABreaker(t *testing.T) {
 	assert.Equal(t, int64(2), s.hits.Load())
 	pb, _ := guarded.Breakers("claude-sonnet")
 	assert.Equal(t, engine.Closed, pb.State())
+}
+
+// okClient always answers: the next target of a Fallback.
+type okClient struct{}
+
+func (okClient) Chat(context.Context, []llm.Message, ...llm.Option) (*llm.Response, error) {
+	return &llm.Response{Content: "ok"}, nil
+}
+
+// guard wraps c with breakers from an engine of the test's own.
+func guard(t *testing.T, c llm.Client) *llm.BreakerClient {
+	t.Helper()
+	e, err := engine.New(engine.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.Close() })
+	return llm.NewBreakerClient(c, Provider, llm.WithEngine(e), llm.WithDefaultModel("claude-sonnet"))
+}
+
+// An answer that arrived but cannot be read is the far end's failure, not
+// a bad request: a breaker counts it and Fallback moves on.
+func TestBrokenAnswerIsNotABadRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    http.HandlerFunc
+		kind llm.Kind
+	}{
+		{"200 HTML", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = io.WriteString(w, "<html>maintenance</html>")
+		}, llm.KindServerError},
+		{"200 cut off", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, message[:40])
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler) // the connection drops mid-body
+		}, llm.KindTransport},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, c := newServer(t, tc.h)
+			_, err := c.Chat(t.Context(), msgs)
+			assert.Equal(t, tc.kind, llm.KindOf(err), "%v", err)
+			_, err = llm.Fallback(guard(t, c), okClient{}).Chat(t.Context(), msgs)
+			assert.NoError(t, err, "Fallback moves on")
+		})
+	}
+}
+
+// A stream the network cuts off is truncated, a failure of the model.
+func TestStreamConnectionDropIsTruncated(t *testing.T) {
+	_, c := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, e := range [][2]string{start, block, delta("hel")} {
+			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", e[0], e[1])
+		}
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	guarded := guard(t, c)
+	text, _, err := readAll(guarded.ChatStream(t.Context(), msgs))
+	assert.Equal(t, "hel", text)
+	assert.Equal(t, llm.KindTruncated, llm.KindOf(err), "%v", err)
+	_, mb := guarded.Breakers("claude-sonnet")
+	assert.Equal(t, uint64(1), mb.Counts().Failures)
+}
+
+// A malformed event in a 200 stream is the server's failure.
+func TestStreamMalformedEventIsAServerError(t *testing.T) {
+	_, c := newServer(t, sse(start, block, [2]string{"content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"lo`}))
+	_, _, err := readAll(c.ChatStream(t.Context(), msgs))
+	assert.Equal(t, llm.KindServerError, llm.KindOf(err), "%v", err)
+}
+
+// Anthropic answers an account out of credit with a 400
+// invalid_request_error: it is an exhausted quota, which opens the
+// provider's circuit, and Fallback moves on.
+func TestCreditBalanceTooLowIsQuotaExhausted(t *testing.T) {
+	s, c := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("request-id", "req_credit")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."},"request_id":"req_credit"}`)
+	})
+	_, err := c.Chat(t.Context(), msgs)
+	var ce *llm.CallError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, llm.KindQuotaExhausted, ce.Kind)
+	assert.Equal(t, 400, ce.StatusCode)
+
+	guarded := guard(t, c)
+	resp, err := llm.Fallback(guarded, okClient{}).Chat(t.Context(), msgs)
+	require.NoError(t, err)
+	assert.Equal(t, "ok", resp.Content)
+	_, err = guarded.Chat(t.Context(), msgs, llm.WithModel("claude-haiku"))
+	assert.ErrorIs(t, err, engine.ErrOpen, "the provider's circuit is open")
+	assert.Equal(t, int64(2), s.hits.Load())
 }

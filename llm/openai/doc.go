@@ -12,5 +12,7 @@
 // SDK's errors to [*llm.CallError] with the status, the kind, the
 // Retry-After wait and the request id (an insufficient_quota error is
 // [llm.KindQuotaExhausted]), and it treats a stream that ends without a
-// finish reason as truncated, since the SDK reports that as a clean end.
+// finish reason as truncated, since the SDK reports that as a clean end. An
+// answer that arrived but cannot be read (a body cut off, or not the JSON
+// expected) is the far end's failure, not a bad request.
 package openai

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/openai/openai-go/v3"
@@ -84,23 +86,33 @@ func (c *Client) params(msgs []llm.Message, opts []llm.Option) (openai.ChatCompl
 	return p, model
 }
 
-func (c *Client) requestOptions() []option.RequestOption {
+// requestOptions returns the options of one request. They record in
+// answered whether the server's answer arrived, so that classify can tell
+// an error the SDK raised before sending from one about the answer.
+func (c *Client) requestOptions(answered *atomic.Bool) []option.RequestOption {
 	opts := c.extra[:len(c.extra):len(c.extra)]
 	if !c.retries {
 		// Per-request options override the client's, so the user's client
 		// is left as it is.
 		opts = append(opts, option.WithMaxRetries(0))
 	}
-	return opts
+	return append(opts, option.WithMiddleware(func(r *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+		res, err := next(r)
+		if err == nil {
+			answered.Store(true)
+		}
+		return res, err
+	}))
 }
 
 // Chat sends a chat completion request and returns the first choice. Its
 // errors are of type [*llm.CallError].
 func (c *Client) Chat(ctx context.Context, msgs []llm.Message, opts ...llm.Option) (*llm.Response, error) {
 	p, model := c.params(msgs, opts)
-	resp, err := c.client.Chat.Completions.New(ctx, p, c.requestOptions()...)
+	var answered atomic.Bool
+	resp, err := c.client.Chat.Completions.New(ctx, p, c.requestOptions(&answered)...)
 	if err != nil {
-		return nil, classify(err, model)
+		return nil, classify(err, model, answered.Load(), false)
 	}
 	if len(resp.Choices) == 0 {
 		return nil, &llm.CallError{Provider: Provider, Model: model, Kind: llm.KindTruncated, Err: errors.New("openai: response without choices")}
@@ -120,7 +132,8 @@ func (c *Client) Chat(ctx context.Context, msgs []llm.Message, opts ...llm.Optio
 func (c *Client) ChatStream(ctx context.Context, msgs []llm.Message, opts ...llm.Option) iter.Seq2[llm.Chunk, error] {
 	return func(yield func(llm.Chunk, error) bool) {
 		p, model := c.params(msgs, opts)
-		stream := c.client.Chat.Completions.NewStreaming(ctx, p, c.requestOptions()...)
+		var answered atomic.Bool
+		stream := c.client.Chat.Completions.NewStreaming(ctx, p, c.requestOptions(&answered)...)
 		defer stream.Close()
 		finished := false
 		for stream.Next() {
@@ -142,7 +155,7 @@ func (c *Client) ChatStream(ctx context.Context, msgs []llm.Message, opts ...llm
 			}
 		}
 		if err := stream.Err(); err != nil {
-			yield(llm.Chunk{}, classify(err, model))
+			yield(llm.Chunk{}, classify(err, model, answered.Load(), true))
 			return
 		}
 		if !finished {
@@ -151,8 +164,9 @@ func (c *Client) ChatStream(ctx context.Context, msgs []llm.Message, opts ...llm
 	}
 }
 
-// classify maps an SDK error to a *llm.CallError.
-func classify(err error, model string) error {
+// classify maps an SDK error to a *llm.CallError. answered says whether
+// the server's answer arrived, streaming whether err ended a stream.
+func classify(err error, model string, answered, streaming bool) error {
 	ce := &llm.CallError{Provider: Provider, Model: model, Err: err}
 	var apiErr *openai.Error
 	var streamErr *ssestream.StreamError
@@ -174,9 +188,12 @@ func classify(err error, model string) error {
 		ce.Kind = llm.KindServerError // an error event inside a started stream
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.As(err, &urlErr):
 		ce.Kind = llm.KindOf(err)
-	default:
-		// Raised by the SDK before any request went out.
+	case !answered:
+		// Raised by the SDK before any request went out, such as a request
+		// it could not build.
 		ce.Kind = llm.KindBadRequest
+	default:
+		ce.Kind = llm.KindOfBrokenAnswer(err, streaming)
 	}
 	return ce
 }

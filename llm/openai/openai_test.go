@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -202,5 +203,98 @@ func TestBehindABreaker(t *testing.T) {
 	var open *llm.CircuitOpenError
 	require.True(t, errors.As(err, &open))
 	assert.Equal(t, "gpt-4o-mini", open.Model)
+	assert.Equal(t, int64(1), s.hits.Load())
+}
+
+// okClient always answers: the next target of a Fallback.
+type okClient struct{}
+
+func (okClient) Chat(context.Context, []llm.Message, ...llm.Option) (*llm.Response, error) {
+	return &llm.Response{Content: "ok"}, nil
+}
+
+// An answer that arrived but cannot be read is the far end's failure, not
+// a bad request: a breaker counts it and Fallback moves on.
+func TestBrokenAnswerIsNotABadRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    http.HandlerFunc
+		kind llm.Kind
+	}{
+		{"200 HTML", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = io.WriteString(w, "<html>maintenance</html>")
+		}, llm.KindServerError},
+		{"200 cut off", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, completion[:40])
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler) // the connection drops mid-body
+		}, llm.KindTransport},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, c := newServer(t, tc.h)
+			_, err := c.Chat(t.Context(), msgs)
+			assert.Equal(t, tc.kind, llm.KindOf(err), "%v", err)
+
+			e, err := engine.New(engine.Config{})
+			require.NoError(t, err)
+			defer e.Close()
+			guarded := llm.NewBreakerClient(c, Provider, llm.WithEngine(e), llm.WithDefaultModel("gpt-4o-mini"))
+			_, err = llm.Fallback(guarded, okClient{}).Chat(t.Context(), msgs)
+			assert.NoError(t, err, "Fallback moves on")
+		})
+	}
+}
+
+// A stream the network cuts off is truncated, a failure of the model.
+func TestStreamConnectionDropIsTruncated(t *testing.T) {
+	_, c := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "data: %s\n\n", chunk("hel", ""))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	e, err := engine.New(engine.Config{})
+	require.NoError(t, err)
+	defer e.Close()
+	guarded := llm.NewBreakerClient(c, Provider, llm.WithEngine(e), llm.WithDefaultModel("gpt-4o-mini"))
+	text, err := readAll(guarded.ChatStream(t.Context(), msgs))
+	assert.Equal(t, "hel", text)
+	assert.Equal(t, llm.KindTruncated, llm.KindOf(err), "%v", err)
+	_, mb := guarded.Breakers("gpt-4o-mini")
+	assert.Equal(t, uint64(1), mb.Counts().Failures)
+}
+
+// A malformed event in a 200 stream is the server's failure.
+func TestStreamMalformedEventIsAServerError(t *testing.T) {
+	_, c := newServer(t, sse(chunk("hel", ""), `{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"lo`))
+	_, err := readAll(c.ChatStream(t.Context(), msgs))
+	assert.Equal(t, llm.KindServerError, llm.KindOf(err), "%v", err)
+}
+
+// A request the SDK cannot build never goes out, and is a bad request.
+func TestLocalErrorIsABadRequest(t *testing.T) {
+	s, c := newServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	_, err := c.Chat(t.Context(), msgs, llm.WithTemperature(math.NaN()))
+	assert.Equal(t, llm.KindBadRequest, llm.KindOf(err), "%v", err)
+	_, err = readAll(c.ChatStream(t.Context(), msgs, llm.WithTemperature(math.NaN())))
+	assert.Equal(t, llm.KindBadRequest, llm.KindOf(err), "%v", err)
+	assert.Zero(t, s.hits.Load())
+}
+
+// A Retry-After too long to represent opens the model's circuit at once,
+// for the WithRetryAfterLimits maximum.
+func TestHugeRetryAfterOpensAtOnce(t *testing.T) {
+	s, c := newServer(t, apiError(429, "rate_limit_exceeded", map[string]string{"Retry-After": "99999999999"}))
+	e, err := engine.New(engine.Config{RecoveryTimeout: time.Second})
+	require.NoError(t, err)
+	defer e.Close()
+	guarded := llm.NewBreakerClient(c, Provider, llm.WithEngine(e), llm.WithDefaultModel("gpt-4o-mini"))
+	_, _ = guarded.Chat(t.Context(), msgs)
+	_, err = guarded.Chat(t.Context(), msgs)
+	var open *llm.CircuitOpenError
+	require.ErrorAs(t, err, &open)
+	assert.InDelta(t, float64(2*time.Minute), float64(open.RetryAfter), float64(time.Second))
 	assert.Equal(t, int64(1), s.hits.Load())
 }
