@@ -1232,7 +1232,8 @@ func (b *Breaker) Reset() { b.control(mReset) }
 func (b *Breaker) Trip() { b.control(mTrip) }
 
 // Isolate opens the circuit and holds it open until [Breaker.Reset]: no
-// timer, no probes. Rejections then carry OpenError.Isolated.
+// timer, no probes. Rejections then carry OpenError.Isolated. On a circuit
+// open already it changes no state, so it publishes no transition.
 func (b *Breaker) Isolate() { b.control(mIsolate) }
 
 // ForceOpen opens the circuit until the given time (on the breaker's
