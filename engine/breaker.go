@@ -37,9 +37,10 @@ import (
 // close the Engine it came from) to stop its goroutine and timers.
 type Breaker struct {
 	cfg *Config // normalized, possibly shared; never changed
-	// idle is an Engine's idle sweeps since a call was last admitted. It
-	// is the breaker's, not a snapshot's: an admission that clears it must
-	// not land on a snapshot being replaced.
+	// idle is an Engine's idle sweeps since a call was last admitted, and
+	// watched: whether a subscription is open. It is the breaker's, not a
+	// snapshot's: an admission that clears it must not land on a snapshot
+	// being replaced.
 	idle   atomic.Uint32
 	mock   bool  // the clock is driven by hand, so a snapshot can lag it
 	quick  bool  // no slow-call policy, no time-based window: quiet outcomes always tally
@@ -279,9 +280,6 @@ type reply struct {
 	state  State
 	counts Counts
 	sub    <-chan Transition
-	// watched: the breaker has a subscription open (answered with state,
-	// for an Engine deciding whether to forget it).
-	watched bool
 }
 
 // NewBreaker returns a breaker with the given name and policies. It
@@ -651,8 +649,8 @@ func (b *Breaker) admit(ctx context.Context, c *call) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if b.idle.Load() != 0 { // written once per sweep, so the line stays shared
-		b.idle.Store(0)
+	if b.idle.Load()&^watched != 0 { // written once per sweep, so the line stays shared
+		b.idle.And(watched)
 	}
 	c.permit, c.b, c.snap = Permit{Gen: s.gen}, b, s
 	if b.slowAt > 0 {
@@ -689,7 +687,7 @@ func (b *Breaker) admitSlow(ctx context.Context, s *snapshot, c *call) error {
 		return r.err
 	}
 	c.permit, c.b = r.permit, b
-	b.idle.Store(0) // a probe, or a call admitted as the circuit closed, is a call too
+	b.idle.And(watched) // a probe, or a call admitted as the circuit closed, is a call too
 	if ctx.Err() != nil {
 		// Granted to a caller that gave up meanwhile: hand the slot back.
 		c.finish(Ignored, ctx.Err())
@@ -1139,19 +1137,6 @@ var retiredStripes = func() *stripes {
 // retiredStripe is retired, as a stripe holds it.
 const retiredStripe = uint64(1) << 63
 
-// tryAsk answers m on this goroutine if the breaker is idle, and reports
-// whether it did; if not, m is the caller's still.
-func (b *Breaker) tryAsk(m *msg) (reply, bool) {
-	m.wait, m.here = true, true
-	if !b.act.TryHandle(m) {
-		m.here = false
-		return reply{}, false
-	}
-	r := m.answer
-	b.drop(m)
-	return r, true
-}
-
 // ask sends a request and waits for the answer. ctx bounds only the wait
 // for mailbox room: once queued, a request may change the state (grant a
 // probe slot, say), so its answer is always collected, but for a
@@ -1165,9 +1150,13 @@ func (b *Breaker) ask(ctx context.Context, m *msg) (reply, error) {
 		b.recycle(m) // as Send would have, had it picked ctx
 		return reply{}, err
 	}
-	if r, ok := b.tryAsk(m); ok {
+	m.here = true
+	if b.act.TryHandle(m) { // the breaker was idle: this goroutine handled m
+		r := m.answer
+		b.drop(m)
 		return r, nil
 	}
+	m.here = false
 	if m.reply == nil {
 		m.reply = make(chan reply, 1)
 	}
@@ -1326,7 +1315,6 @@ func (b *Breaker) handle(m *msg) {
 	case mState:
 		b.m.Advance(now)
 		r.state = b.m.State()
-		r.watched = b.x != nil && b.x.hub != nil && b.x.hub.Len() > 0
 	case mCounts:
 		b.m.Advance(now)
 		r.counts = b.m.Counts(now)
@@ -1352,8 +1340,14 @@ func (b *Breaker) handle(m *msg) {
 			u.permit.Gen = id
 			b.send(u)
 		})
+		if x.hub.Len() > 0 {
+			b.idle.Or(watched)
+		}
 	case mUnsubscribe:
 		b.x.hub.Unsubscribe(m.permit.Gen)
+		if b.x.hub.Len() == 0 {
+			b.idle.And(^watched)
+		}
 	case mWake:
 		if b.x != nil && m.permit.Gen == b.x.wakeID { // not a timer that was replaced
 			b.x.timerAt = 0

@@ -268,6 +268,11 @@ func (e *Engine) forget(b *Breaker) { e.breakers.CompareAndDelete(b.Name(), b) }
 // two make sure it was idle for two whole intervals of d/2.
 const idleSweeps = 2
 
+// watched is the bit of Breaker.idle that says a subscription is open. The
+// breaker's goroutine sets and clears it; the count below it is the
+// sweeps', which never reaches it.
+const watched uint32 = 1 << 31
+
 // evictIdle forgets the breakers that are closed and have admitted no call
 // for idleSweeps sweeps, and counts one more sweep for the rest.
 // A forgotten breaker is not closed: it holds no goroutine, so whoever
@@ -281,17 +286,10 @@ func (e *Engine) evictIdle() {
 	e.breakers.Range(func(_, v any) bool {
 		b := v.(*Breaker)
 		s := b.snap.Load()
-		if b.cfg != e.defaults /* made by NewBreaker */ || b.cfg.OnStateChange != nil || s.state != Closed || s.stop || b.idle.Add(1) <= idleSweeps {
+		if b.cfg != e.defaults /* made by NewBreaker */ || b.cfg.OnStateChange != nil || s.state != Closed || s.stop {
 			return true
 		}
-		// Only the breaker's goroutine knows its subscriptions. An idle one
-		// answers on this goroutine; a busy one is not idle, and waiting on
-		// it could wait on a ShouldTrip that waits on the engine.
-		m := b.newMsg(mState)
-		if r, ok := b.tryAsk(m); !ok || r.watched || r.state != Closed {
-			if !ok {
-				b.drop(m)
-			}
+		if n := b.idle.Add(1); n&watched != 0 || n <= idleSweeps {
 			return true
 		}
 		e.forget(b)

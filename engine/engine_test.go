@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -263,6 +264,47 @@ func TestEngineKeepsSubscribedBreakers(t *testing.T) {
 		require.NoError(t, e.Close())
 		_, open = <-sub
 		assert.False(t, open, "the engine's Close closes the subscriptions of its breakers")
+	})
+}
+
+// gateClock is real time until armed; then the next Now blocks until
+// proceed is closed, telling entered that it was called.
+type gateClock struct {
+	clock.Clock
+	armed   atomic.Bool
+	entered chan struct{}
+	proceed chan struct{}
+}
+
+func (c *gateClock) Now() time.Time {
+	if c.armed.CompareAndSwap(true, false) {
+		close(c.entered)
+		<-c.proceed
+	}
+	return c.Clock.Now()
+}
+
+// The sweep never runs a breaker's handler on the engine's goroutine: it
+// would run whatever else is queued on the breaker there too, a ShouldTrip
+// that waits on the engine for one, and decide on what it saw before.
+func TestEngineSweepRunsNoBreakerHandler(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := &gateClock{Clock: clock.New(), entered: make(chan struct{}), proceed: make(chan struct{})}
+		e := newTestEngine(t, Config{Clock: c}, WithIdleTimeout(time.Minute))
+		e.Breaker("x")
+		time.Sleep(85 * time.Second)
+		c.armed.Store(true) // sweeps at 30s, 60s, 90s: the third forgets x
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		select {
+		case <-c.entered:
+			close(c.proceed)
+			assert.Fail(t, "the sweep ran a handler of the breaker")
+		default:
+			c.armed.Store(false)
+		}
+		_, ok := e.Lookup("x")
+		assert.False(t, ok)
 	})
 }
 
