@@ -92,14 +92,14 @@ type Option func(*Engine)
 // keyed by host or tenant does not grow without bound. The engine sweeps
 // every d/2, and a breaker that admitted no call across two whole sweep
 // intervals is forgotten at the next sweep: between d and 1.5 d after its
-// last call. A later
-// [Engine.Breaker] with the same name makes a fresh one. A forgotten
-// breaker is not closed: a caller that still holds it keeps a working
-// breaker, just no longer the engine's (its transitions leave the engine's
-// stream, and Close leaves it open), so with this option look breakers up
-// by name for each use. Breakers made with [Engine.NewBreaker], with a
-// Config.OnStateChange callback, or with a subscription open are kept. 0, the default, keeps every
-// breaker until Close; d must not be negative.
+// last call. A later [Engine.Breaker] with the same name makes a fresh
+// one. A forgotten breaker is not closed: a caller that still holds it
+// keeps a working breaker, just no longer the engine's (its transitions
+// leave the engine's stream, and Close leaves it open), so with this
+// option look breakers up by name for each use. Breakers made with
+// [Engine.NewBreaker], with a Config.OnStateChange callback, or with a
+// subscription open are kept. 0, the default, keeps every breaker until
+// Close; d must not be negative.
 func WithIdleTimeout(d time.Duration) Option { return func(e *Engine) { e.idle = d } }
 
 // armSweep schedules the next idle sweep, if eviction is on.

@@ -2,7 +2,6 @@ package anthropic
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"iter"
 	"net/http"
@@ -214,7 +213,7 @@ func classify(err error, model string, answered, streaming bool) error {
 		case anthropic.ErrorCodeEnforcedSpendLimitReached, anthropic.ErrorCodeContractSpendLimitReached:
 			ce.Kind = llm.KindQuotaExhausted // sent as a 429, but no wait will fix it
 		}
-		if ce.Kind == llm.KindBadRequest && strings.HasPrefix(strings.ToLower(errorMessage(apiErr)), lowCredit) {
+		if ce.Kind == llm.KindBadRequest && strings.HasPrefix(strings.ToLower(apiErr.Message), lowCredit) {
 			// Out of credit comes as a 400 invalid_request_error, with only
 			// the message to tell it from a bad request.
 			ce.Kind = llm.KindQuotaExhausted
@@ -237,15 +236,4 @@ func classify(err error, model string, answered, streaming bool) error {
 		ce.Kind = llm.KindOfBrokenAnswer(err, streaming)
 	}
 	return ce
-}
-
-// errorMessage returns the message of an API error's body, if it has one.
-func errorMessage(apiErr *anthropic.Error) string {
-	var body struct {
-		Error struct {
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	_ = json.Unmarshal([]byte(apiErr.RawJSON()), &body)
-	return body.Error.Message
 }
